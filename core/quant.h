@@ -1,0 +1,62 @@
+/*
+ * quant.h — tensor types: sizes of every ggml type id, and the reference
+ * kernels (dequantize, quantize, dot product) of the types hearth computes.
+ *
+ * Block layouts are in quant_blocks.h (one struct per format, sizes asserted).
+ * The facts come from ../shared/FORMATS.md §1.5, §2 and §3.
+ *
+ * A matrix product y = W·x with W of type T runs as follows (as llama.cpp's
+ * CPU backend does, so results agree with it): each activation row x (f32) is
+ * first converted with quant_kernels(T)->from_float into the format
+ * vec_dot_type (Q8_0 for legacy quants, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants,
+ * F16/BF16 for the half types, F32 for F32), then every output is
+ * vec_dot(n, &y, W_row, x_row_converted).
+ */
+#ifndef HEARTH_CORE_QUANT_H
+#define HEARTH_CORE_QUANT_H
+
+#include <hearth/hearth.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QK_K 256
+
+/* Size facts for a type id. blck == 0 marks a removed or unknown id. */
+struct hr_type_info {
+    const char *name; /* llama.cpp's spelling: "f32", "q4_0", "q4_K", ... */
+    uint32_t blck;    /* elements per block */
+    uint32_t size;    /* bytes per block */
+};
+
+/* NULL for an id >= HR_TYPE_COUNT or a removed id. Borrowed, static. */
+const struct hr_type_info *hr_type_info(uint32_t type);
+
+/* Bytes of a row of n elements; n must be a multiple of the block size. */
+size_t hr_row_size(uint32_t type, int64_t n);
+
+/* fp16 / bf16 <-> fp32, rounding as ggml does (nearest even). */
+float hr_fp16_to_fp32(uint16_t h);
+uint16_t hr_fp32_to_fp16(float f);
+float hr_bf16_to_fp32(uint16_t h);
+uint16_t hr_fp32_to_bf16(float f);
+
+/* n is always a multiple of the type's block size. */
+typedef void (*quant_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*quant_from_float_fn)(const float *src, void *dst, int64_t n);
+/* *s = Σ x[i]·y[i] over n elements, x a row of the weight type, y a row of
+ * its vec_dot_type. */
+typedef void (*quant_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
+
+struct quant_kernels {
+    quant_to_float_fn to_float;       /* dequantize (exact for F32/F16/BF16) */
+    quant_from_float_fn from_float;   /* reference quantizer (writes files; the
+                                         activation quantizer for Q8_0/Q8_1/Q8_K) */
+    quant_vec_dot_fn vec_dot;         /* NULL for activation-only types */
+    uint32_t vec_dot_type;            /* format of the other operand of vec_dot */
+};
+
+/* Kernels of a type hearth can compute with, or NULL (unsupported: IQ types,
+ * ternary, MXFP4 ...). Borrowed, static. */
+const struct quant_kernels *quant_kernels(uint32_t type);
+
+#endif

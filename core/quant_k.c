@@ -1,0 +1,1 @@
+/* quant_k.c — (in progress) */

@@ -1,0 +1,1 @@
+/* tok_bpe.c — (in progress) */

@@ -1,0 +1,1 @@
+/* tok_spm.c — (in progress) */

@@ -1,0 +1,1 @@
+/* vocab.c — (in progress) */

@@ -1,0 +1,177 @@
+/*
+ * hearth.h — the public API of hearth's inference engine (libhearth-core).
+ *
+ * The engine loads a GGUF model (mmapped, read-only), tokenizes text with the
+ * model's own vocabulary, evaluates tokens through the transformer with a KV
+ * cache, and samples the next token. It never logs and never exits: every
+ * failure is a negative errno return, with a message (and, for files, the
+ * byte offset) in a caller-owned struct hr_err.
+ *
+ * Threading: a struct hr_model is immutable after load and may be shared by
+ * any number of contexts on any threads. A struct hr_ctx (KV cache, scratch
+ * buffers, logits) and a struct hr_sampler belong to one thread at a time.
+ *
+ * Versions: HR_API_VERSION grows with every change to this header, recorded
+ * in docs/api-changes.md.
+ */
+#ifndef HEARTH_HEARTH_H
+#define HEARTH_HEARTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HR_API_VERSION 1
+
+/* ---- errors --------------------------------------------------------------- */
+
+/* Where a failure happened and why. Owned by the caller; every function that
+ * takes one may be passed NULL. Fields not known for a failure are -1/0/"". */
+struct hr_err {
+    char msg[512];  /* one line, no trailing newline, names the field/problem */
+    int64_t offset; /* byte offset in the file being parsed, or -1 */
+    int line;       /* 1-based line in a text input, or 0 */
+    int column;     /* 1-based column in a text input, or 0 */
+};
+
+/* Resets *err to "no error". Accepts NULL. */
+void hr_err_clear(struct hr_err *err);
+
+/* ---- tensor types (ggml type ids, as stored in GGUF) ----------------------- */
+
+enum hr_type {
+    HR_TYPE_F32 = 0,
+    HR_TYPE_F16 = 1,
+    HR_TYPE_Q4_0 = 2,
+    HR_TYPE_Q4_1 = 3,
+    HR_TYPE_Q5_0 = 6,
+    HR_TYPE_Q5_1 = 7,
+    HR_TYPE_Q8_0 = 8,
+    HR_TYPE_Q8_1 = 9,
+    HR_TYPE_Q2_K = 10,
+    HR_TYPE_Q3_K = 11,
+    HR_TYPE_Q4_K = 12,
+    HR_TYPE_Q5_K = 13,
+    HR_TYPE_Q6_K = 14,
+    HR_TYPE_Q8_K = 15,
+    HR_TYPE_BF16 = 30,
+    HR_TYPE_COUNT = 43, /* ids below this are known to the GGUF reader */
+};
+
+/* Name of a type id ("q4_K", "f16", ...), or NULL for an unknown id.
+ * Borrowed, static storage. */
+const char *hr_type_name(uint32_t type);
+
+/* ---- model ------------------------------------------------------------------ */
+
+struct hr_model;
+struct hr_vocab;
+
+struct hr_model_params {
+    bool vocab_only; /* load the tokenizer only (works on vocab-only GGUF files) */
+};
+
+/* Loads the GGUF model at `path` (mmapped). On success *out owns the model
+ * (free with hr_model_free). Errors: -ENOENT/-EACCES (open), -EINVAL (malformed
+ * file; err names the field and byte offset), -ENOTSUP (architecture or tensor
+ * type not supported; err names it), -ENOMEM. `params` may be NULL. */
+int hr_model_load(const char *path, const struct hr_model_params *params, struct hr_model **out,
+                  struct hr_err *err);
+void hr_model_free(struct hr_model *model);
+
+/* Borrowed, valid while the model lives. */
+const struct hr_vocab *hr_model_vocab(const struct hr_model *model);
+const char *hr_model_arch(const struct hr_model *model);
+int32_t hr_model_n_vocab(const struct hr_model *model);
+int32_t hr_model_n_ctx_train(const struct hr_model *model);
+
+/* ---- vocabulary ----------------------------------------------------------- */
+
+int32_t hr_vocab_n_tokens(const struct hr_vocab *vocab);
+int32_t hr_vocab_bos(const struct hr_vocab *vocab); /* -1 if none */
+int32_t hr_vocab_eos(const struct hr_vocab *vocab); /* -1 if none */
+bool hr_vocab_add_bos(const struct hr_vocab *vocab);
+bool hr_vocab_is_eog(const struct hr_vocab *vocab, int32_t token);
+
+/* Tokenizes `len` bytes of `text`. add_special adds BOS/EOS as the vocabulary
+ * asks; parse_special matches control tokens written in the text. Writes at
+ * most `cap` ids to `out` and returns the total number of tokens (which may be
+ * larger than cap: call again with a bigger buffer), or a negative errno. */
+int64_t hr_tokenize(const struct hr_vocab *vocab, const char *text, size_t len, bool add_special,
+                    bool parse_special, int32_t *out, size_t cap);
+
+/* The text of one token as it should be printed in a stream (SentencePiece
+ * "▁" becomes a space; byte tokens give their raw byte, which may be part of
+ * a multi-byte UTF-8 character). special: also print control tokens. Writes at
+ * most `cap` bytes (no NUL) and returns the full length, or a negative errno
+ * (-EINVAL for an id out of range). */
+int64_t hr_token_to_piece(const struct hr_vocab *vocab, int32_t token, bool special, char *buf,
+                          size_t cap);
+
+/* ---- evaluation context ---------------------------------------------------- */
+
+struct hr_ctx;
+
+struct hr_ctx_params {
+    int32_t n_ctx;     /* KV cache length in tokens; 0 = min(n_ctx_train, 4096) */
+    int32_t n_batch;   /* most tokens evaluated in one pass; 0 = 512 */
+    int32_t n_threads; /* compute threads; 0 = number of online CPUs */
+};
+
+/* Creates a context (KV cache and scratch) for `model`, which must outlive it.
+ * On success *out is owned (free with hr_ctx_free). `params` may be NULL. */
+int hr_ctx_new(struct hr_model *model, const struct hr_ctx_params *params, struct hr_ctx **out,
+               struct hr_err *err);
+void hr_ctx_free(struct hr_ctx *ctx);
+
+/* Evaluates n tokens at positions n_past .. n_past+n-1 and appends them to the
+ * KV cache. With all_logits, logits of every token are kept; otherwise only of
+ * the last. Errors: -EINVAL (token id out of range, n <= 0), -ENOSPC (the
+ * context is full: err says how many tokens fit). */
+int hr_ctx_eval(struct hr_ctx *ctx, const int32_t *tokens, int32_t n, bool all_logits,
+                struct hr_err *err);
+
+/* Logits of the i-th token of the last hr_ctx_eval call (i < 0: the last
+ * token). Borrowed, [n_vocab] floats, valid until the next eval; NULL if that
+ * token's logits were not kept. */
+const float *hr_ctx_logits(const struct hr_ctx *ctx, int32_t i);
+
+int32_t hr_ctx_n_past(const struct hr_ctx *ctx);
+int32_t hr_ctx_n_ctx(const struct hr_ctx *ctx);
+/* Forgets the cache after position n_past (0 clears it). */
+void hr_ctx_truncate(struct hr_ctx *ctx, int32_t n_past);
+
+/* ---- sampling --------------------------------------------------------------- */
+
+struct hr_sampler_params {
+    float temp;          /* <= 0: greedy */
+    int32_t top_k;       /* <= 0: off */
+    float top_p;         /* >= 1: off */
+    float min_p;         /* <= 0: off */
+    float repeat_penalty;   /* 1: off */
+    float freq_penalty;     /* 0: off */
+    float presence_penalty; /* 0: off */
+    int32_t penalty_last_n; /* tokens of history the penalties look at; 0: off, -1: context */
+    uint64_t seed;
+};
+
+/* Fills *p with llama.cpp's defaults (temp 0.8, top_k 40, top_p 0.95,
+ * min_p 0.05, penalties off, penalty_last_n 64, seed = `seed`). */
+void hr_sampler_defaults(struct hr_sampler_params *p, uint64_t seed);
+
+struct hr_sampler;
+int hr_sampler_new(const struct hr_sampler_params *p, int32_t n_vocab, struct hr_sampler **out);
+void hr_sampler_free(struct hr_sampler *s);
+/* Picks the next token from `logits` ([n_vocab]), which are not modified. */
+int32_t hr_sampler_sample(struct hr_sampler *s, const float *logits);
+/* Records a token of the sequence (prompt or generated) for the penalties. */
+void hr_sampler_accept(struct hr_sampler *s, int32_t token);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
