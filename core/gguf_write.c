@@ -1,1 +1,2 @@
 /* gguf_write.c — (in progress) */
+typedef int gguf_write_placeholder;
