@@ -1,1 +1,444 @@
-/* forward.c — (in progress) */
+/*
+ * forward.c — the evaluation context (KV cache, scratch) and the forward
+ * pass of the llama / qwen2 / qwen3 graphs (FORMATS.md §4.3–§4.5).
+ *
+ * Shapes: a batch of T tokens flows as row-major activations [T][width]
+ * (one row per token). Matrix products y = W·x quantize each activation row
+ * to the weight type's vec_dot_type first, exactly as llama.cpp's CPU
+ * backend does, so quantized models see the same activation rounding.
+ *
+ * KV cache: f32, per layer [n_ctx][n_head_kv*head_dim] for K (after RoPE)
+ * and for V — the precision the reference data were produced with.
+ *
+ * Everything is allocated in hr_ctx_new; hr_ctx_eval allocates nothing.
+ */
+#include "model.h"
+
+#include "err.h"
+#include "pool.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct hr_ctx {
+    struct hr_model *model;
+    struct pool *pool;
+    int32_t n_ctx, n_batch, n_past;
+
+    float *k_cache, *v_cache; /* [n_layer][n_ctx][n_kv] */
+
+    /* scratch, [n_batch][width] */
+    float *x;    /* residual stream [T][n_embd] */
+    float *xn;   /* normed input [T][n_embd] */
+    float *q;    /* [T][n_q] */
+    float *k;    /* [T][n_kv] */
+    float *v;    /* [T][n_kv] */
+    float *att;  /* attention output [T][n_q] */
+    float *tmp;  /* [T][n_embd] */
+    float *g;    /* [T][n_ff] */
+    float *u;    /* [T][n_ff] */
+    float *scores; /* per thread [n_ctx] */
+    void *wdata;   /* quantized activations */
+    size_t wdata_size;
+    float *rope_cos, *rope_sin; /* [T][n_rot/2] for the current batch */
+
+    float *logits; /* [n_batch][n_vocab] */
+    int32_t n_logits;     /* rows kept by the last eval */
+    int32_t n_eval_last;  /* tokens in the last eval call */
+};
+
+/* ---- matrix product ---------------------------------------------------------- */
+
+struct matmul_job {
+    const struct weight *w;
+    const void *xq;   /* [T] rows of vec_dot_type */
+    size_t xq_row;    /* bytes per converted row */
+    float *y;         /* [T][n_out] */
+    int64_t T;
+    int64_t rows_per_task;
+};
+
+static void matmul_task(void *arg, int64_t task, int thread)
+{
+    const struct matmul_job *j = arg;
+    const struct weight *w = j->w;
+    int64_t r0 = task * j->rows_per_task;
+    int64_t r1 = r0 + j->rows_per_task < w->n_out ? r0 + j->rows_per_task : w->n_out;
+    for (int64_t t = 0; t < j->T; t++) {
+        const void *xr = (const char *)j->xq + (size_t)t * j->xq_row;
+        float *yr = j->y + t * w->n_out;
+        for (int64_t o = r0; o < r1; o++)
+            w->k->vec_dot(w->n_in, &yr[o], (const char *)w->data + (size_t)o * w->row_size, xr);
+    }
+}
+
+/* y[T][n_out] = x[T][n_in] · Wᵀ */
+static void matmul(struct hr_ctx *c, const struct weight *w, const float *x, float *y, int64_t T)
+{
+    const struct quant_kernels *vk = quant_kernels(w->k->vec_dot_type);
+    size_t xq_row = hr_row_size(w->k->vec_dot_type, w->n_in);
+    const void *xq = x;
+    if (w->k->vec_dot_type != HR_TYPE_F32) {
+        for (int64_t t = 0; t < T; t++)
+            vk->from_float(x + t * w->n_in, (char *)c->wdata + (size_t)t * xq_row, w->n_in);
+        xq = c->wdata;
+    }
+    int n_threads = pool_size(c->pool);
+    int64_t n_tasks = (int64_t)n_threads * 4;
+    int64_t rows = (w->n_out + n_tasks - 1) / n_tasks;
+    if (rows < 16)
+        rows = 16;
+    struct matmul_job j = {w, xq, xq_row, y, T, rows};
+    pool_run(c->pool, matmul_task, &j, (w->n_out + rows - 1) / rows);
+}
+
+/* ---- elementwise ops ------------------------------------------------------------- */
+
+/* out = x / sqrt(mean(x²) + eps) ⊙ w, the sum of squares in double as ggml does */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        sum += (double)(x[i] * x[i]);
+    float mean = (float)(sum / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (x[i] * scale) * w[i];
+}
+
+static void add_bias(float *y, const float *b, int64_t T, int64_t n)
+{
+    if (!b)
+        return;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < n; i++)
+            y[t * n + i] += b[i];
+}
+
+/* cos/sin tables for the batch's positions (FORMATS.md §4.4): θ_i is built
+ * iteratively in fp32 (θ_{i+1} = θ_i·base^(−2/n_rot)), divided by the
+ * frequency factor, then scaled (linear) or blended (YaRN). */
+static void rope_tables(struct hr_ctx *c, int64_t T)
+{
+    const struct hparams *hp = &c->model->hp;
+    const float *ff = c->model->rope_freqs;
+    int64_t half = hp->n_rot / 2;
+    float step = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    float fs = hp->rope_freq_scale;
+    float mscale = hp->rope_attn_factor;
+    float lo = 0, hi = 0;
+    if (hp->rope_yarn) {
+        /* correction dims for β_fast = 32, β_slow = 1 */
+        float n_rot = (float)hp->n_rot, base = logf(hp->rope_base);
+        float orig = (float)hp->rope_n_ctx_orig;
+        float dfast = n_rot * logf(orig / (32.0f * 2.0f * (float)M_PI)) / (2.0f * base);
+        float dslow = n_rot * logf(orig / (1.0f * 2.0f * (float)M_PI)) / (2.0f * base);
+        lo = floorf(dfast) > 0 ? floorf(dfast) : 0;
+        hi = ceilf(dslow) < n_rot - 1 ? ceilf(dslow) : n_rot - 1;
+        mscale *= 1.0f + 0.1f * logf(1.0f / fs);
+    }
+    for (int64_t t = 0; t < T; t++) {
+        float theta = (float)(c->n_past + t);
+        for (int64_t i = 0; i < half; i++) {
+            float th = ff ? theta / ff[i] : theta;
+            float th_int = fs * th;
+            float a = th_int;
+            if (hp->rope_yarn) {
+                float y = ((float)i - lo) / fmaxf(0.001f, hi - lo);
+                float ramp = 1.0f - fminf(1.0f, fmaxf(0.0f, y));
+                a = th_int * (1.0f - ramp) + th * ramp;
+            }
+            c->rope_cos[t * half + i] = cosf(a) * mscale;
+            c->rope_sin[t * half + i] = sinf(a) * mscale;
+            theta *= step;
+        }
+    }
+}
+
+/* Rotates every head of x[T][n_heads*head_dim] in place. */
+static void rope_apply(struct hr_ctx *c, float *x, int64_t T, int64_t n_heads)
+{
+    const struct hparams *hp = &c->model->hp;
+    int64_t hd = hp->head_dim, half = hp->n_rot / 2;
+    for (int64_t t = 0; t < T; t++) {
+        const float *cs = c->rope_cos + t * half, *sn = c->rope_sin + t * half;
+        for (int64_t h = 0; h < n_heads; h++) {
+            float *v = x + (t * n_heads + h) * hd;
+            for (int64_t i = 0; i < half; i++) {
+                int64_t i0 = hp->rope_mode == ROPE_NEOX ? i : 2 * i;
+                int64_t i1 = hp->rope_mode == ROPE_NEOX ? i + half : 2 * i + 1;
+                float x0 = v[i0], x1 = v[i1];
+                v[i0] = x0 * cs[i] - x1 * sn[i];
+                v[i1] = x0 * sn[i] + x1 * cs[i];
+            }
+        }
+    }
+}
+
+/* ---- attention ----------------------------------------------------------------------- */
+
+struct attn_job {
+    struct hr_ctx *c;
+    int64_t layer, T;
+};
+
+/* One task = one (token, query head): softmax(q·K/√d + causal mask)·V. */
+static void attn_task(void *arg, int64_t task, int thread)
+{
+    const struct attn_job *j = arg;
+    struct hr_ctx *c = j->c;
+    const struct hparams *hp = &c->model->hp;
+    int64_t hd = hp->head_dim, n_kv = hp->n_head_kv * hd;
+    int64_t t = task / hp->n_head, h = task % hp->n_head;
+    int64_t kvh = h / (hp->n_head / hp->n_head_kv);
+    int64_t pos = c->n_past + t;
+    const float *q = c->q + (t * hp->n_head + h) * hd;
+    const float *kc = c->k_cache + j->layer * (int64_t)c->n_ctx * n_kv + kvh * hd;
+    const float *vc = c->v_cache + j->layer * (int64_t)c->n_ctx * n_kv + kvh * hd;
+    float *s = c->scores + (int64_t)thread * c->n_ctx;
+    float scale = 1.0f / sqrtf((float)hd);
+    float mx = -INFINITY;
+    for (int64_t p = 0; p <= pos; p++) {
+        const float *k = kc + p * n_kv;
+        float d = 0.0f;
+        for (int64_t i = 0; i < hd; i++)
+            d += q[i] * k[i];
+        s[p] = d * scale;
+        if (s[p] > mx)
+            mx = s[p];
+    }
+    double sum = 0.0;
+    for (int64_t p = 0; p <= pos; p++) {
+        s[p] = expf(s[p] - mx);
+        sum += s[p];
+    }
+    float inv = (float)(1.0 / sum);
+    float *o = c->att + (t * hp->n_head + h) * hd;
+    for (int64_t i = 0; i < hd; i++)
+        o[i] = 0.0f;
+    for (int64_t p = 0; p <= pos; p++) {
+        const float *v = vc + p * n_kv;
+        float w = s[p] * inv;
+        for (int64_t i = 0; i < hd; i++)
+            o[i] += w * v[i];
+    }
+}
+
+/* ---- one batch ------------------------------------------------------------------------ */
+
+static void eval_batch(struct hr_ctx *c, const int32_t *tokens, int64_t T, bool all_logits)
+{
+    const struct hr_model *m = c->model;
+    const struct hparams *hp = &m->hp;
+    int64_t n_embd = hp->n_embd, hd = hp->head_dim;
+    int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd, n_ff = hp->n_ff;
+
+    /* embeddings: dequantized rows, no scaling */
+    const struct quant_kernels *ek = m->tok_embd.k;
+    for (int64_t t = 0; t < T; t++)
+        ek->to_float((const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_size,
+                     c->x + t * n_embd, n_embd);
+    rope_tables(c, T);
+
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const struct layer *l = &m->layers[il];
+        for (int64_t t = 0; t < T; t++)
+            rmsnorm(c->xn + t * n_embd, c->x + t * n_embd, l->attn_norm, n_embd, hp->eps);
+        matmul(c, &l->wq, c->xn, c->q, T);
+        matmul(c, &l->wk, c->xn, c->k, T);
+        matmul(c, &l->wv, c->xn, c->v, T);
+        add_bias(c->q, l->bq, T, n_q);
+        add_bias(c->k, l->bk, T, n_kv);
+        add_bias(c->v, l->bv, T, n_kv);
+        if (l->q_norm) {
+            for (int64_t r = 0; r < T * hp->n_head; r++)
+                rmsnorm(c->q + r * hd, c->q + r * hd, l->q_norm, hd, hp->eps);
+            for (int64_t r = 0; r < T * hp->n_head_kv; r++)
+                rmsnorm(c->k + r * hd, c->k + r * hd, l->k_norm, hd, hp->eps);
+        }
+        rope_apply(c, c->q, T, hp->n_head);
+        rope_apply(c, c->k, T, hp->n_head_kv);
+        float *kc = c->k_cache + il * (int64_t)c->n_ctx * n_kv;
+        float *vc = c->v_cache + il * (int64_t)c->n_ctx * n_kv;
+        memcpy(kc + (int64_t)c->n_past * n_kv, c->k, (size_t)(T * n_kv) * sizeof(float));
+        memcpy(vc + (int64_t)c->n_past * n_kv, c->v, (size_t)(T * n_kv) * sizeof(float));
+
+        struct attn_job aj = {c, il, T};
+        pool_run(c->pool, attn_task, &aj, T * hp->n_head);
+
+        matmul(c, &l->wo, c->att, c->tmp, T);
+        add_bias(c->tmp, l->bo, T, n_embd);
+        for (int64_t i = 0; i < T * n_embd; i++)
+            c->x[i] += c->tmp[i];
+
+        for (int64_t t = 0; t < T; t++)
+            rmsnorm(c->xn + t * n_embd, c->x + t * n_embd, l->ffn_norm, n_embd, hp->eps);
+        matmul(c, &l->gate, c->xn, c->g, T);
+        matmul(c, &l->up, c->xn, c->u, T);
+        for (int64_t i = 0; i < T * n_ff; i++) {
+            float gv = c->g[i];
+            c->g[i] = gv / (1.0f + expf(-gv)) * c->u[i];
+        }
+        matmul(c, &l->down, c->g, c->tmp, T);
+        for (int64_t i = 0; i < T * n_embd; i++)
+            c->x[i] += c->tmp[i];
+    }
+
+    int64_t first = all_logits ? 0 : T - 1;
+    int64_t n_out = T - first;
+    for (int64_t t = 0; t < n_out; t++)
+        rmsnorm(c->xn + t * n_embd, c->x + (first + t) * n_embd, m->output_norm, n_embd, hp->eps);
+    matmul(c, &m->output, c->xn, c->logits, n_out);
+    add_bias(c->logits, m->output_bias, n_out, hp->n_vocab);
+    c->n_logits = (int32_t)n_out;
+    c->n_past += (int32_t)T;
+}
+
+/* ---- context ------------------------------------------------------------------------- */
+
+int hr_ctx_new(struct hr_model *m, const struct hr_ctx_params *params, struct hr_ctx **out,
+               struct hr_err *err)
+{
+    hr_err_clear(err);
+    if (m->vocab_only)
+        return hr_err_set(err, -EINVAL, -1, "model was loaded vocab-only: it cannot evaluate");
+    const struct hparams *hp = &m->hp;
+    struct hr_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->model = m;
+    c->n_ctx = params && params->n_ctx > 0 ? params->n_ctx
+               : hp->n_ctx_train < 4096 ? (int32_t)hp->n_ctx_train : 4096;
+    c->n_batch = params && params->n_batch > 0 ? params->n_batch : 512;
+    if (c->n_batch > c->n_ctx)
+        c->n_batch = c->n_ctx;
+    int n_threads = params && params->n_threads > 0 ? params->n_threads : 0;
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int)n : 1;
+    }
+    int rc = pool_new(n_threads, &c->pool);
+    if (rc < 0)
+        goto fail;
+
+    int64_t T = c->n_batch, hd = hp->head_dim;
+    int64_t n_embd = hp->n_embd, n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd;
+    int64_t n_ff = hp->n_ff, n_vocab = hp->n_vocab;
+    size_t cache = (size_t)hp->n_layer * (size_t)c->n_ctx * (size_t)n_kv;
+    int64_t max_in = n_embd > n_q ? n_embd : n_q;
+    if (n_ff > max_in)
+        max_in = n_ff;
+    c->wdata_size = (size_t)T * (size_t)max_in * 4 + 4096;
+    rc = -ENOMEM;
+    if (!(c->k_cache = calloc(cache, sizeof(float))) ||
+        !(c->v_cache = calloc(cache, sizeof(float))) ||
+        !(c->x = malloc((size_t)(T * n_embd) * sizeof(float))) ||
+        !(c->xn = malloc((size_t)(T * n_embd) * sizeof(float))) ||
+        !(c->tmp = malloc((size_t)(T * n_embd) * sizeof(float))) ||
+        !(c->q = malloc((size_t)(T * n_q) * sizeof(float))) ||
+        !(c->att = malloc((size_t)(T * n_q) * sizeof(float))) ||
+        !(c->k = malloc((size_t)(T * n_kv) * sizeof(float))) ||
+        !(c->v = malloc((size_t)(T * n_kv) * sizeof(float))) ||
+        !(c->g = malloc((size_t)(T * n_ff) * sizeof(float))) ||
+        !(c->u = malloc((size_t)(T * n_ff) * sizeof(float))) ||
+        !(c->scores = malloc((size_t)n_threads * (size_t)c->n_ctx * sizeof(float))) ||
+        !(c->wdata = malloc(c->wdata_size)) ||
+        !(c->rope_cos = malloc((size_t)(T * hp->n_rot / 2) * sizeof(float))) ||
+        !(c->rope_sin = malloc((size_t)(T * hp->n_rot / 2) * sizeof(float))) ||
+        !(c->logits = malloc((size_t)T * (size_t)n_vocab * sizeof(float))))
+        goto fail;
+    *out = c;
+    return 0;
+fail:
+    hr_err_set(err, rc, -1, "cannot allocate a context of %d tokens (%s)", c->n_ctx,
+               rc == -ENOMEM ? "out of memory" : "thread creation failed");
+    hr_ctx_free(c);
+    return rc;
+}
+
+void hr_ctx_free(struct hr_ctx *c)
+{
+    if (!c)
+        return;
+    pool_free(c->pool);
+    free(c->k_cache);
+    free(c->v_cache);
+    free(c->x);
+    free(c->xn);
+    free(c->tmp);
+    free(c->q);
+    free(c->att);
+    free(c->k);
+    free(c->v);
+    free(c->g);
+    free(c->u);
+    free(c->scores);
+    free(c->wdata);
+    free(c->rope_cos);
+    free(c->rope_sin);
+    free(c->logits);
+    free(c);
+}
+
+int hr_ctx_eval(struct hr_ctx *c, const int32_t *tokens, int32_t n, bool all_logits,
+                struct hr_err *err)
+{
+    hr_err_clear(err);
+    int64_t n_vocab = c->model->hp.n_vocab;
+    if (n <= 0)
+        return hr_err_set(err, -EINVAL, -1, "nothing to evaluate (%d tokens)", n);
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return hr_err_set(err, -EINVAL, -1,
+                              "token id %d at position %d is out of range (vocabulary has %lld "
+                              "tokens)",
+                              tokens[i], i, (long long)n_vocab);
+    if ((int64_t)c->n_past + n > c->n_ctx)
+        return hr_err_set(err, -ENOSPC, -1,
+                          "context is full: %d tokens cached, %d more do not fit in %d "
+                          "(room for %d)",
+                          c->n_past, n, c->n_ctx, c->n_ctx - c->n_past);
+    if (all_logits && n > c->n_batch)
+        return hr_err_set(err, -EINVAL, -1,
+                          "all logits of %d tokens requested but the batch size is %d", n,
+                          c->n_batch);
+    c->n_eval_last = n;
+    for (int32_t done = 0; done < n;) {
+        int32_t T = n - done < c->n_batch ? n - done : c->n_batch;
+        eval_batch(c, tokens + done, T, all_logits);
+        done += T;
+    }
+    return 0;
+}
+
+const float *hr_ctx_logits(const struct hr_ctx *c, int32_t i)
+{
+    if (c->n_logits == 0)
+        return NULL;
+    /* the kept rows are tokens [n_eval_last - n_logits, n_eval_last) */
+    int32_t row = i < 0 ? c->n_logits - 1 : i - (c->n_eval_last - c->n_logits);
+    if (row < 0 || row >= c->n_logits)
+        return NULL;
+    return c->logits + (size_t)row * (size_t)c->model->hp.n_vocab;
+}
+
+int32_t hr_ctx_n_past(const struct hr_ctx *c)
+{
+    return c->n_past;
+}
+
+int32_t hr_ctx_n_ctx(const struct hr_ctx *c)
+{
+    return c->n_ctx;
+}
+
+void hr_ctx_truncate(struct hr_ctx *c, int32_t n_past)
+{
+    if (n_past < 0)
+        n_past = 0;
+    if (n_past < c->n_past)
+        c->n_past = n_past;
+}
