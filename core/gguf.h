@@ -143,7 +143,10 @@ bool gguf_str_eq(struct gguf_str s, const char *c);
 
 /* ---- writing (for quantize, mkmodel, tests) -------------------------------- */
 
-/* Builds a GGUF file in memory: add metadata and tensors, then write. */
+/* Builds a GGUF file in memory: add metadata and tensors, then write.
+ * Keys are written in insertion order and are not checked for uniqueness
+ * (the tests build malformed files with it). A UINT32 general.alignment
+ * that is a power of two sets the alignment of the data. */
 struct gguf_writer;
 struct gguf_writer *gguf_writer_new(void);
 void gguf_writer_free(struct gguf_writer *w);
@@ -158,15 +161,22 @@ int gguf_writer_add_arr(struct gguf_writer *w, const char *key, uint32_t elem_ty
                         const void *data, uint64_t n);
 int gguf_writer_add_str_arr(struct gguf_writer *w, const char *key, const char *const *v,
                             uint64_t n);
+/* Any value (every scalar type, strings, arrays of scalars, strings or
+ * nested arrays), deep-copied. -EINVAL for an invalid type. */
+int gguf_writer_add_value(struct gguf_writer *w, const char *key, const struct gguf_value *v);
 /* Copies every key/value of `src` except those for which skip(key) is true
  * (skip may be NULL). */
 int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_file *src,
                         bool (*skip)(const char *key, void *ud), void *ud);
-/* A tensor: data (nbytes = hr_row_size(type, ne[0]) * ne[1]*ne[2]*ne[3]) is
+/* A tensor (-EINVAL: name of 64 bytes or more, unknown type, n_dims > 4,
+ * negative ne, ne[0] not a multiple of the block size, size overflow).
+ * data (nbytes = hr_row_size(type, ne[0]) * ne[1]*ne[2]*ne[3]) is
  * borrowed until gguf_writer_write returns. */
 int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t type,
                            uint32_t n_dims, const int64_t *ne, const void *data);
 /* Writes the file (version 3) atomically (temp file + rename). */
 int gguf_writer_write(struct gguf_writer *w, const char *path, struct hr_err *err);
+/* Builds the same image in memory. *out owned: free(). 0 or -ENOMEM. */
+int gguf_writer_write_mem(struct gguf_writer *w, void **out, size_t *size);
 
 #endif
