@@ -59,4 +59,12 @@ struct quant_kernels {
  * ternary, MXFP4 ...). Borrowed, static. */
 const struct quant_kernels *quant_kernels(uint32_t type);
 
+/* Quantizes nrows contiguous rows of n_per_row f32 values into dst (which
+ * must hold nrows·hr_row_size(type, n_per_row) bytes) with the type's
+ * reference quantizer, as llama-quantize does without an importance matrix.
+ * Returns the number of bytes written, or -EINVAL when the type has no
+ * kernels or n_per_row is not a positive multiple of its block size. */
+int64_t quant_quantize(uint32_t type, const float *src, void *dst, int64_t nrows,
+                       int64_t n_per_row);
+
 #endif
