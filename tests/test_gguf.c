@@ -572,3 +572,492 @@ Test(gguf, open_errors)
     gguf_free(NULL);
     gguf_writer_free(NULL);
 }
+
+/* ---- malformed files --------------------------------------------------------- */
+
+/* A small valid file and the offsets of its fields. */
+struct small {
+    uint8_t *buf;
+    size_t len;
+    uint64_t kv_off[8], kv_type[8], kv_val[8]; /* pair start, value type, value */
+    uint64_t t_info[4], t_ndims[4], t_ne[4], t_type[4], t_offset[4];
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> 8 * i);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> 8 * i);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static float small_f32[8];
+static uint8_t small_q8[2 * 34];
+
+/* kv 0 general.architecture (STRING), kv 1 k.u32, kv 2 k.strs (3 strings),
+ * kv 3 k.f32s (4 floats); tensors 0 "a" F32 [4, 2], 1 "b" Q8_0 [32, 2],
+ * 2 "blk.0.attn_q.weight" F32 [8]. */
+static void small_build(struct small *s, struct gguf_writer *extra)
+{
+    struct gguf_writer *w = extra ? extra : gguf_writer_new();
+    const char *strs[] = {"one", "two", "three"};
+    float f4[4] = {1, 2, 3, 4};
+    cr_assert_eq(gguf_writer_add_str(w, "general.architecture", "llama"), 0);
+    cr_assert_eq(gguf_writer_add_u32(w, "k.u32", 5), 0);
+    cr_assert_eq(gguf_writer_add_str_arr(w, "k.strs", strs, 3), 0);
+    cr_assert_eq(gguf_writer_add_arr(w, "k.f32s", GGUF_FLOAT32, f4, 4), 0);
+    fill(small_f32, sizeof small_f32, 1);
+    fill(small_q8, sizeof small_q8, 2);
+    int64_t ne_a[2] = {4, 2}, ne_b[2] = {32, 2}, ne_c[1] = {8};
+    cr_assert_eq(gguf_writer_add_tensor(w, "a", HR_TYPE_F32, 2, ne_a, small_f32), 0);
+    cr_assert_eq(gguf_writer_add_tensor(w, "b", HR_TYPE_Q8_0, 2, ne_b, small_q8), 0);
+    cr_assert_eq(gguf_writer_add_tensor(w, "blk.0.attn_q.weight", HR_TYPE_F32, 1, ne_c,
+                                        small_f32),
+                 0);
+    void *mem;
+    cr_assert_eq(gguf_writer_write_mem(w, &mem, &s->len), 0);
+    gguf_writer_free(w);
+    s->buf = mem;
+
+    /* field offsets, when the file is valid (extra pairs may make it not) */
+    struct gguf_file *f = NULL;
+    struct hr_err err;
+    memset(s->kv_off, 0, sizeof s->kv_off);
+    if (gguf_parse(s->buf, s->len, BUDGET, &f, &err) < 0) {
+        cr_assert(extra, "%s", err.msg);
+        return;
+    }
+    cr_assert_leq(f->n_kv, 8);
+    for (uint64_t i = 0; i < f->n_kv; i++) {
+        s->kv_off[i] = f->kv[i].offset;
+        s->kv_type[i] = s->kv_off[i] + 8 + f->kv[i].key.len;
+        s->kv_val[i] = s->kv_type[i] + 4;
+    }
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        s->t_info[i] = t->info_offset;
+        s->t_ndims[i] = t->info_offset + 8 + strlen(t->name);
+        s->t_ne[i] = s->t_ndims[i] + 4;
+        s->t_type[i] = s->t_ne[i] + 8 * t->n_dims;
+        s->t_offset[i] = s->t_type[i] + 4;
+    }
+    gguf_free(f);
+}
+
+static void small_free(struct small *s)
+{
+    free(s->buf);
+}
+
+/* Parses a copy of exactly len bytes (so ASan sees any over-read) and
+ * expects failure `code` with a message containing each needle and, when
+ * offset >= 0, that error offset. */
+static void expect_fail(const void *buf, size_t len, size_t budget, int code, int64_t offset,
+                        const char *n1, const char *n2)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    memcpy(copy, buf, len);
+    struct gguf_file *f = (struct gguf_file *)0x1;
+    struct hr_err err;
+    hr_err_clear(&err);
+    int rc = gguf_parse(copy, len, budget, &f, &err);
+    cr_assert_eq(rc, code, "rc %d, expected %d: %s", rc, code, err.msg);
+    cr_assert_eq(f, (struct gguf_file *)0x1, "*out written on failure");
+    cr_assert(err.msg[0], "empty message");
+    cr_log_info("%s", err.msg);
+    if (n1)
+        cr_assert(strstr(err.msg, n1), "message lacks '%s': %s", n1, err.msg);
+    if (n2)
+        cr_assert(strstr(err.msg, n2), "message lacks '%s': %s", n2, err.msg);
+    if (offset >= 0)
+        cr_assert_eq(err.offset, offset, "offset %lld, expected %lld (%s)",
+                     (long long)err.offset, (long long)offset, err.msg);
+    free(copy);
+}
+
+static void expect_ok(const void *buf, size_t len)
+{
+    struct gguf_file *f = NULL;
+    struct hr_err err;
+    cr_assert_eq(gguf_parse(buf, len, BUDGET, &f, &err), 0, "%s", err.msg);
+    gguf_free(f);
+}
+
+Test(gguf, truncated_everywhere)
+{
+    struct small s;
+    small_build(&s, NULL);
+    expect_ok(s.buf, s.len);
+    for (size_t n = 0; n < s.len; n++) {
+        uint8_t *copy = malloc(n ? n : 1);
+        memcpy(copy, s.buf, n);
+        struct gguf_file *f = NULL;
+        struct hr_err err;
+        hr_err_clear(&err);
+        int rc = gguf_parse(copy, n, BUDGET, &f, &err);
+        cr_assert_eq(rc, -EINVAL, "truncated at %zu: rc %d", n, rc);
+        cr_assert_null(f);
+        cr_assert(err.msg[0]);
+        cr_assert(err.offset >= 0 && (size_t)err.offset <= n, "at %zu: offset %lld: %s", n,
+                  (long long)err.offset, err.msg);
+        free(copy);
+    }
+    /* the last tensor's data cut short: names the tensor */
+    expect_fail(s.buf, s.len - 1, BUDGET, -EINVAL, (int64_t)s.t_offset[2],
+                "tensor 2 'blk.0.attn_q.weight'", "extends past end of file");
+    /* inside the string array */
+    expect_fail(s.buf, s.kv_val[2] + 12 + 8 + 2, BUDGET, -EINVAL, (int64_t)s.kv_val[2] + 4,
+                "kv 2 'k.strs': array count 3", "cannot hold");
+    expect_fail(s.buf, s.kv_val[2] + 12 + 22 + 8 + 2, BUDGET, -EINVAL,
+                (int64_t)s.kv_val[2] + 12 + 22, "kv 2 'k.strs'", "5 bytes");
+    small_free(&s);
+}
+
+Test(gguf, header_fields)
+{
+    struct small s;
+    small_build(&s, NULL);
+    uint8_t *b = s.buf;
+
+    memcpy(b, "GGUG", 4);
+    expect_fail(b, s.len, BUDGET, -EINVAL, 0, "magic", NULL);
+    memcpy(b, "GGUF", 4);
+
+    static const uint32_t bad_versions[] = {0, 1, 4, 0x03000000, 0xffffffff};
+    for (size_t i = 0; i < 5; i++) {
+        put32(b + 4, bad_versions[i]);
+        expect_fail(b, s.len, BUDGET, -EINVAL, 4, "version", NULL);
+    }
+    put32(b + 4, 2);
+    expect_ok(b, s.len); /* v2 reads as v3 */
+    put32(b + 4, 3);
+
+    put64(b + 16, (uint64_t)1 << 62);
+    expect_fail(b, s.len, BUDGET, -EINVAL, 16, "n_kv", NULL);
+    put64(b + 16, (uint64_t)-1);
+    expect_fail(b, s.len, BUDGET, -EINVAL, 16, "n_kv", "negative");
+    put64(b + 16, 200);
+    expect_fail(b, s.len, BUDGET, -EINVAL, 16, "n_kv 200", "cannot hold");
+    put64(b + 16, 5); /* one more pair than present: the tensor info is read as a pair */
+    expect_fail(b, s.len, BUDGET, -EINVAL, -1, NULL, NULL);
+    put64(b + 16, 4);
+
+    put64(b + 8, (uint64_t)1 << 62);
+    expect_fail(b, s.len, BUDGET, -EINVAL, 8, "n_tensors", NULL);
+    put64(b + 8, (uint64_t)INT64_MIN);
+    expect_fail(b, s.len, BUDGET, -EINVAL, 8, "n_tensors", "negative");
+    put64(b + 8, 3);
+    expect_ok(b, s.len);
+    small_free(&s);
+}
+
+Test(gguf, kv_fields)
+{
+    struct small s;
+    small_build(&s, NULL);
+    uint8_t *b = s.buf;
+    uint64_t save;
+
+    /* key length 2^40 */
+    save = get64(b + s.kv_off[1]);
+    put64(b + s.kv_off[1], (uint64_t)1 << 40);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.kv_off[1], "kv 1", "key length");
+    put64(b + s.kv_off[1], 0);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.kv_off[1], "kv 1", "empty key");
+    put64(b + s.kv_off[1], save);
+
+    /* string value length 2^40, and just past the end */
+    save = get64(b + s.kv_val[0]);
+    put64(b + s.kv_val[0], (uint64_t)1 << 40);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.kv_val[0], "general.architecture",
+                "2^30");
+    put64(b + s.kv_val[0], s.len);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.kv_val[0], "general.architecture",
+                "past end of file");
+    put64(b + s.kv_val[0], save);
+
+    /* bad value types */
+    static const uint32_t bad_types[] = {13, 100, 0xffffffff};
+    for (size_t i = 0; i < 3; i++) {
+        put32(b + s.kv_type[1], bad_types[i]);
+        expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.kv_type[1], "kv 1 'k.u32'",
+                    "value type");
+    }
+    put32(b + s.kv_type[1], GGUF_UINT32);
+
+    /* array element type and count */
+    put32(b + s.kv_val[3], 13);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.kv_val[3], "k.f32s",
+                "array element type");
+    put32(b + s.kv_val[3], GGUF_FLOAT32);
+    uint64_t cnt = s.kv_val[3] + 4;
+    put64(b + cnt, (uint64_t)1 << 40);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)cnt, "k.f32s", "array count");
+    put64(b + cnt, (uint64_t)1 << 29); /* within the limit, beyond the file */
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)cnt, "k.f32s", "past end of file");
+    put64(b + cnt, 4);
+    cnt = s.kv_val[2] + 4; /* the string array */
+    put64(b + cnt, (uint64_t)1 << 40);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)cnt, "k.strs", "array count");
+    put64(b + cnt, (uint64_t)1 << 30);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)cnt, "k.strs", "cannot hold");
+    put64(b + cnt, 3);
+    /* a string inside the array with length 2^40 */
+    put64(b + cnt + 8, (uint64_t)1 << 40);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)cnt + 8, "k.strs", "2^30");
+    put64(b + cnt + 8, 3);
+    expect_ok(b, s.len);
+    small_free(&s);
+}
+
+Test(gguf, duplicate_and_empty_keys)
+{
+    struct gguf_writer *w = gguf_writer_new();
+    cr_assert_eq(gguf_writer_add_u32(w, "k.u32", 1), 0); /* also defined by small_build */
+    struct small s;
+    small_build(&s, w);
+    /* pairs: k.u32 (21 bytes), general.architecture (45 bytes), k.u32 */
+    expect_fail(s.buf, s.len, BUDGET, -EINVAL, 24 + 21 + 45, "kv 2 'k.u32'",
+                "duplicate key at offset 90 (first defined by kv 0 at offset 24)");
+    small_free(&s);
+}
+
+Test(gguf, alignment_key)
+{
+    static const struct {
+        uint32_t type;
+        uint64_t v;
+        const char *needle;
+    } cases[] = {
+        {GGUF_UINT32, 48, "power of two"}, {GGUF_UINT32, 0, "power of two"},
+        {GGUF_UINT64, 32, "UINT32"},       {GGUF_INT32, 32, "UINT32"},
+        {GGUF_UINT16, 32, "UINT32"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct gguf_writer *w = gguf_writer_new();
+        struct gguf_value v = {.type = cases[i].type, .u = cases[i].v};
+        cr_assert_eq(gguf_writer_add_value(w, "general.alignment", &v), 0);
+        struct small s;
+        small_build(&s, w);
+        expect_fail(s.buf, s.len, BUDGET, -EINVAL, 24, "general.alignment", cases[i].needle);
+        small_free(&s);
+    }
+    /* a string array as the alignment */
+    struct gguf_writer *w = gguf_writer_new();
+    const char *x[] = {"32"};
+    cr_assert_eq(gguf_writer_add_str_arr(w, "general.alignment", x, 1), 0);
+    struct small s;
+    small_build(&s, w);
+    expect_fail(s.buf, s.len, BUDGET, -EINVAL, 24, "general.alignment", "ARRAY");
+    small_free(&s);
+    /* a valid one is honoured */
+    w = gguf_writer_new();
+    cr_assert_eq(gguf_writer_add_u32(w, "general.alignment", 128), 0);
+    small_build(&s, w);
+    struct gguf_file *f = NULL;
+    struct hr_err err;
+    cr_assert_eq(gguf_parse(s.buf, s.len, BUDGET, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(f->alignment, 128);
+    cr_assert_eq(f->data_offset % 128, 0);
+    cr_assert_eq(f->tensors[1].offset, 128);
+    gguf_free(f);
+    small_free(&s);
+}
+
+Test(gguf, tensor_fields)
+{
+    struct small s;
+    small_build(&s, NULL);
+    uint8_t *b = s.buf;
+
+    static const uint32_t bad_types[] = {4, 5, 31, 43, 1000, 0xffffffff};
+    for (size_t i = 0; i < sizeof bad_types / sizeof bad_types[0]; i++) {
+        put32(b + s.t_type[1], bad_types[i]);
+        expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_type[1], "tensor 1 'b'", "type id");
+    }
+    put32(b + s.t_type[1], HR_TYPE_Q8_0);
+
+    put32(b + s.t_ndims[0], 5);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_ndims[0], "tensor 0 'a'", "n_dims");
+    put32(b + s.t_ndims[0], 2);
+
+    put64(b + s.t_ne[0] + 8, (uint64_t)-2);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_ne[0] + 8, "tensor 0 'a'",
+                "ne[1] = -2");
+    put64(b + s.t_ne[0] + 8, 2);
+
+    put64(b + s.t_ne[1], 48); /* Q8_0 blocks hold 32 */
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_type[1], "tensor 1 'b'",
+                "block size 32");
+    put64(b + s.t_ne[1], 32);
+
+    /* element count / byte size overflow */
+    put64(b + s.t_ne[0], (uint64_t)1 << 40);
+    put64(b + s.t_ne[0] + 8, (uint64_t)1 << 40);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_info[0], "tensor 0 'a'", "overflow");
+    put64(b + s.t_ne[0], 4);
+    put64(b + s.t_ne[0] + 8, 2);
+
+    /* offsets: misaligned, out of order, not cumulative */
+    uint64_t off1 = get64(b + s.t_offset[1]);
+    cr_assert_eq(off1, 32);
+    put64(b + s.t_offset[1], 33);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_offset[1], "tensor 1 'b'",
+                "expected 32");
+    put64(b + s.t_offset[1], 64);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_offset[1], "tensor 1 'b'",
+                "expected 32");
+    put64(b + s.t_offset[1], 32);
+    put64(b + s.t_offset[0], 32);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_offset[0], "tensor 0 'a'",
+                "expected 0");
+    put64(b + s.t_offset[0], 0);
+
+    /* data past the end of the file: grow the last tensor */
+    put64(b + s.t_ne[2], 1024);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_offset[2],
+                "tensor 2 'blk.0.attn_q.weight'", "4096 bytes] extends past end of file");
+    put64(b + s.t_ne[2], 8);
+
+    /* tensor name length 64 (the name runs into the next field) */
+    put64(b + s.t_info[2], 64);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_info[2], "tensor 2", "name length 64");
+    put64(b + s.t_info[2], (uint64_t)1 << 40);
+    expect_fail(b, s.len, BUDGET, -EINVAL, (int64_t)s.t_info[2], "tensor 2", "2^30");
+    put64(b + s.t_info[2], 19);
+    expect_ok(b, s.len);
+    small_free(&s);
+}
+
+Test(gguf, duplicate_tensor_names)
+{
+    struct gguf_writer *w = gguf_writer_new();
+    float d[4] = {0};
+    int64_t ne[1] = {4};
+    cr_assert_eq(gguf_writer_add_tensor(w, "x", HR_TYPE_F32, 1, ne, d), 0);
+    cr_assert_eq(gguf_writer_add_tensor(w, "y", HR_TYPE_F32, 1, ne, d), 0);
+    cr_assert_eq(gguf_writer_add_tensor(w, "x", HR_TYPE_F32, 1, ne, d), 0);
+    void *mem;
+    size_t len;
+    cr_assert_eq(gguf_writer_write_mem(w, &mem, &len), 0);
+    expect_fail(mem, len, BUDGET, -EINVAL, 24 + 2 * (8 + 1 + 4 + 8 + 4 + 8),
+                "tensor 2 'x'", "duplicate tensor name");
+    free(mem);
+    gguf_writer_free(w);
+}
+
+/* A file with no pairs and one tensor: exercises the 0-tensor/no-padding
+ * rules and names with NUL bytes. */
+Test(gguf, tensor_edge_cases)
+{
+    /* no tensors: data_offset is the end of the pairs, no padding needed */
+    struct gguf_writer *w = gguf_writer_new();
+    cr_assert_eq(gguf_writer_add_u32(w, "k", 1), 0);
+    void *mem;
+    size_t len;
+    cr_assert_eq(gguf_writer_write_mem(w, &mem, &len), 0);
+    gguf_writer_free(w);
+    cr_assert_eq(len, 24 + 8 + 1 + 4 + 4);
+    struct gguf_file *f = NULL;
+    struct hr_err err;
+    cr_assert_eq(gguf_parse(mem, len, BUDGET, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(f->data_offset, len);
+    gguf_free(f);
+    free(mem);
+
+    /* an empty file header: no pairs, no tensors */
+    static const uint8_t empty[24] = {'G', 'G', 'U', 'F', 3};
+    cr_assert_eq(gguf_parse(empty, sizeof empty, BUDGET, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(f->n_kv + f->n_tensors, 0);
+    cr_assert_null(gguf_find_kv(f, "general.alignment"));
+    gguf_free(f);
+
+    /* names "a\0b" and "a\0c" are both "a", as llama.cpp reads them */
+    w = gguf_writer_new();
+    int64_t ne[1] = {0};
+    cr_assert_eq(gguf_writer_add_tensor(w, "aXb", HR_TYPE_F32, 1, ne, NULL), 0);
+    cr_assert_eq(gguf_writer_add_tensor(w, "aXc", HR_TYPE_F32, 1, ne, NULL), 0);
+    cr_assert_eq(gguf_writer_write_mem(w, &mem, &len), 0);
+    gguf_writer_free(w);
+    uint8_t *b = mem;
+    b[24 + 8 + 1] = 0;
+    b[24 + 35 + 8 + 1] = 0; /* each info is 35 bytes */
+    expect_fail(b, len, BUDGET, -EINVAL, 24 + 35, "tensor 1 'a'", "duplicate");
+    b[24 + 35 + 8 + 1] = 'X';
+    cr_assert_eq(gguf_parse(b, len, BUDGET, &f, &err), 0, "%s", err.msg);
+    cr_assert(gguf_find_tensor(f, "a"));
+    cr_assert_eq(f->tensors[0].nbytes, 0);
+    gguf_free(f);
+    free(mem);
+}
+
+Test(gguf, nested_depth)
+{
+    /* arrays of arrays nested 17 deep are refused; 16 deep are accepted */
+    for (int depth = 16; depth <= 17; depth++) {
+        struct gguf_value v[20];
+        memset(v, 0, sizeof v);
+        for (int i = 0; i <= depth; i++) {
+            v[i].type = GGUF_ARRAY;
+            v[i].arr.type = i < depth ? GGUF_ARRAY : GGUF_UINT8;
+            v[i].arr.n = i < depth ? 1 : 0;
+            v[i].arr.vals = i < depth ? &v[i + 1] : NULL;
+        }
+        struct gguf_writer *w = gguf_writer_new();
+        cr_assert_eq(gguf_writer_add_value(w, "deep", &v[0]), 0);
+        void *mem;
+        size_t len;
+        cr_assert_eq(gguf_writer_write_mem(w, &mem, &len), 0);
+        gguf_writer_free(w);
+        if (depth == 16)
+            expect_ok(mem, len);
+        else
+            expect_fail(mem, len, BUDGET, -EINVAL, -1, "kv 0 'deep'", "nested");
+        free(mem);
+    }
+}
+
+Test(gguf, memory_budget)
+{
+    struct small s;
+    small_build(&s, NULL);
+    /* far too small for anything */
+    expect_fail(s.buf, s.len, 16, -E2BIG, -1, "budget", NULL);
+    /* enough for the structures but not the string index (3 * 16 bytes) */
+    struct gguf_file *f = NULL;
+    struct hr_err err;
+    size_t lo = 0, hi = BUDGET;
+    while (lo + 1 < hi) { /* smallest budget that parses */
+        size_t mid = (lo + hi) / 2;
+        int rc = gguf_parse(s.buf, s.len, mid, &f, &err);
+        if (rc == 0) {
+            gguf_free(f);
+            hi = mid;
+        } else {
+            cr_assert_eq(rc, -E2BIG, "budget %zu: %s", mid, err.msg);
+            cr_assert(strstr(err.msg, "budget"), "%s", err.msg);
+            lo = mid;
+        }
+    }
+    cr_assert_lt(hi, 4096, "a tiny file needs %zu bytes of tables", hi);
+    free(s.buf);
+
+    /* the real model's 512-token vocab does not fit in 8 KiB */
+    size_t len;
+    void *buf = tu_read_file(stories_path(), &len);
+    cr_assert(buf);
+    expect_fail(buf, len, 8192, -E2BIG, -1, "budget", NULL);
+    free(buf);
+}
