@@ -18,6 +18,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +125,8 @@ static int put_scalar(struct buf *b, uint32_t t, const struct gguf_value *v)
     case GGUF_UINT64: return put_u64(b, v->u);
     case GGUF_INT64: return put_u64(b, (uint64_t)v->i);
     case GGUF_FLOAT32: {
-        float f = (float)v->f;
+        /* beyond float range: infinity (the conversion would be undefined) */
+        float f = v->f > FLT_MAX ? INFINITY : v->f < -FLT_MAX ? -INFINITY : (float)v->f;
         uint32_t x;
         memcpy(&x, &f, 4);
         return put_u32(b, x);

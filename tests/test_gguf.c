@@ -373,8 +373,10 @@ static void rt_check(const struct gguf_file *f, uint32_t alignment, void *data[N
     cr_assert_eq(gguf_get_i64(f, "s.10", &i64, &err), -EINVAL);
     cr_assert_eq(gguf_get_i64(f, "s.11", &i64, &err), 0);
     cr_assert_eq(i64, INT64_MIN + 3);
-    cr_assert_eq(gguf_get_f32(f, "s.12", &x, &err), 0);
-    cr_assert(isinf(x));
+    cr_assert_eq(gguf_get_f32(f, "s.12", &x, &err), -EINVAL);
+    cr_assert(strstr(err.msg, "s.12") && strstr(err.msg, "f32"), "%s", err.msg);
+    cr_assert_eq(gguf_get_f32(f, "s.6", &x, &err), 0);
+    cr_assert_eq(x, -2.5f);
 
     /* scalar arrays: decode the raw bytes independently and compare */
     static const uint8_t sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
