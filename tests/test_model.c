@@ -15,6 +15,7 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <hearth/hearth.h>
 #include <math.h>
 #include <stdio.h>
