@@ -844,3 +844,37 @@ Test(vocab, eog_rules)
         vocab_free(v);
     }
 }
+
+/* Whole-sequence detokenization tidies spaces for gpt-2 and llama3 only
+ * (FORMATS.md §5.5); SentencePiece and qwen2 give the text back as it was. */
+Test(vocab, clean_spaces)
+{
+    static const char in[] = "a , b . c ! d ? e ' f g 's h 'm i 're j 've k 't l 'd m 'll";
+    static const char tidy[] = "a, b. c! d? e'f g's h'm i're j've k 't l 'd m 'll";
+    static const struct {
+        const char *vocab;
+        const char *want;
+    } exp[] = {{"gpt-2", tidy}, {"llama-bpe", tidy}, {"qwen2", in}, {"llama-spm", in}};
+    int checked = 0;
+    for (size_t k = 0; k < sizeof exp / sizeof exp[0]; k++) {
+        const char *path = vocab_file(exp[k].vocab, "");
+        if (!path)
+            continue;
+        struct hr_vocab *v = load_vocab(path);
+        int32_t ids[128];
+        char out[256];
+        int64_t n = tokenize(v, in, strlen(in), false, false, ids, 128);
+        int64_t m = vocab_detokenize(v, ids, (size_t)n, false, false, out, sizeof out);
+        cr_assert(m >= 0 && (size_t)m < sizeof out);
+        out[m] = '\0';
+        cr_assert_str_eq(out, exp[k].want, "%s", exp[k].vocab);
+        /* streaming pieces are never tidied */
+        size_t o = 0;
+        for (int64_t i = 0; i < n; i++)
+            o += (size_t)hr_token_to_piece(v, ids[i], false, out + o, sizeof out - o);
+        cr_assert_eq(o, strlen(in) + (strcmp(exp[k].vocab, "llama-spm") == 0));
+        vocab_free(v);
+        checked++;
+    }
+    cr_assert_geq(checked, 2);
+}
