@@ -133,7 +133,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
     }
 }
 
-static struct hr_model *load(const char *path, bool vocab_only)
+static struct hr_model *load(const char *path, bool vocab_only, bool verbose)
 {
     if (!path)
         die(EXIT_USAGE, "missing -m MODEL");
@@ -148,7 +148,7 @@ static struct hr_model *load(const char *path, bool vocab_only)
                 (long long)err.offset);
         die(1, "%s: %s", path, err.msg[0] ? err.msg : strerror(-rc));
     }
-    if (!vocab_only)
+    if (verbose)
         fprintf(stderr, "hearth: loaded %s (%s, %d tokens) in %.0f ms\n", path, hr_model_arch(m),
                 hr_model_n_vocab(m), (now_s() - t0) * 1e3);
     return m;
@@ -215,7 +215,7 @@ static int cmd_generate(struct opts *o)
 {
     if (!o->prompt)
         die(EXIT_USAGE, "missing -p PROMPT");
-    struct hr_model *m = load(o->model, false);
+    struct hr_model *m = load(o->model, false, true);
     const struct hr_vocab *vocab = hr_model_vocab(m);
     int64_t n_prompt;
     int32_t *prompt = tokenize(vocab, o->prompt, &n_prompt);
@@ -296,7 +296,7 @@ static int cmd_tokenize(struct opts *o)
 {
     if (!o->prompt)
         die(EXIT_USAGE, "missing -p TEXT");
-    struct hr_model *m = load(o->model, true);
+    struct hr_model *m = load(o->model, true, false);
     int64_t n;
     int32_t *ids = tokenize(hr_model_vocab(m), o->prompt, &n);
     for (int64_t i = 0; i < n; i++)
@@ -335,7 +335,7 @@ static int cmd_logits(struct opts *o)
             break;
         s = end + 1;
     }
-    struct hr_model *m = load(o->model, false);
+    struct hr_model *m = load(o->model, false, false);
     int32_t n_vocab = hr_model_n_vocab(m);
     for (size_t i = 0; i < n; i++)
         if (ids[i] >= n_vocab)

@@ -78,12 +78,12 @@ static void matmul_task(void *arg, int64_t task, int thread)
 /* y[T][n_out] = x[T][n_in] · Wᵀ */
 static void matmul(struct hr_ctx *c, const struct weight *w, const float *x, float *y, int64_t T)
 {
-    const struct quant_kernels *vk = quant_kernels(w->k->vec_dot_type);
+    quant_from_float_fn act = quant_act_from_float(w->k->vec_dot_type);
     size_t xq_row = hr_row_size(w->k->vec_dot_type, w->n_in);
     const void *xq = x;
     if (w->k->vec_dot_type != HR_TYPE_F32) {
         for (int64_t t = 0; t < T; t++)
-            vk->from_float(x + t * w->n_in, (char *)c->wdata + (size_t)t * xq_row, w->n_in);
+            act(x + t * w->n_in, (char *)c->wdata + (size_t)t * xq_row, w->n_in);
         xq = c->wdata;
     }
     int n_threads = pool_size(c->pool);

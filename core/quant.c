@@ -462,6 +462,39 @@ static void q8_1_from_float(const float *src, void *dst, int64_t n)
     }
 }
 
+/* The x86 activation quantizers of the reference (FORMATS.md §3): the scale
+ * is applied as 127/amax and values round to nearest, ties to even. Using
+ * them instead of the _ref quantizers makes quantized-model logits agree with
+ * the reference to float rounding instead of to an occasional tie flip. */
+static void q8_0_act_from_float(const float *src, void *dst, int64_t n)
+{
+    struct block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, src += QK8_0) {
+        float amax = absmax(src, QK8_0);
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        b[i].d = quant_f32_to_f16(amax / 127.0f);
+        for (int j = 0; j < QK8_0; j++)
+            b[i].qs[j] = (int8_t)nearbyintf(src[j] * id);
+    }
+}
+
+static void q8_1_act_from_float(const float *src, void *dst, int64_t n)
+{
+    struct block_q8_1 *b = dst;
+    for (int64_t i = 0; i < n / QK8_1; i++, src += QK8_1) {
+        float amax = absmax(src, QK8_1);
+        float d = amax / 127.0f;
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        b[i].d = quant_f32_to_f16(d);
+        for (int j = 0; j < QK8_1; j++) {
+            b[i].qs[j] = (int8_t)nearbyintf(src[j] * id);
+            sum += b[i].qs[j];
+        }
+        b[i].s = quant_f32_to_f16((float)sum * d);
+    }
+}
+
 /* ---- the table ------------------------------------------------------------------- */
 
 static const struct quant_kernels kernels[HR_TYPE_COUNT] = {
@@ -472,8 +505,9 @@ static const struct quant_kernels kernels[HR_TYPE_COUNT] = {
     [HR_TYPE_Q4_1] = {q4_1_to_float, q4_1_from_float, q4_1_vec_dot, HR_TYPE_Q8_1},
     [HR_TYPE_Q5_0] = {q5_0_to_float, q5_0_from_float, q5_0_vec_dot, HR_TYPE_Q8_0},
     [HR_TYPE_Q5_1] = {q5_1_to_float, q5_1_from_float, q5_1_vec_dot, HR_TYPE_Q8_1},
-    [HR_TYPE_Q8_0] = {q8_0_to_float, q8_0_from_float, q8_0_vec_dot, HR_TYPE_Q8_0},
-    [HR_TYPE_Q8_1] = {q8_1_to_float, q8_1_from_float, NULL, HR_TYPE_Q8_1},
+    [HR_TYPE_Q8_0] = {q8_0_to_float, q8_0_from_float, q8_0_vec_dot, HR_TYPE_Q8_0,
+                      q8_0_act_from_float},
+    [HR_TYPE_Q8_1] = {q8_1_to_float, q8_1_from_float, NULL, HR_TYPE_Q8_1, q8_1_act_from_float},
     [HR_TYPE_Q2_K] = {quant_q2_K_to_float, quant_q2_K_from_float, quant_q2_K_vec_dot,
                       HR_TYPE_Q8_K},
     [HR_TYPE_Q3_K] = {quant_q3_K_to_float, quant_q3_K_from_float, quant_q3_K_vec_dot,
@@ -492,6 +526,14 @@ const struct quant_kernels *quant_kernels(uint32_t type)
     if (type >= HR_TYPE_COUNT || !kernels[type].to_float)
         return NULL;
     return &kernels[type];
+}
+
+quant_from_float_fn quant_act_from_float(uint32_t type)
+{
+    const struct quant_kernels *k = quant_kernels(type);
+    if (!k)
+        return NULL;
+    return k->act_from_float ? k->act_from_float : k->from_float;
 }
 
 int64_t quant_quantize(uint32_t type, const float *src, void *dst, int64_t nrows,

@@ -53,7 +53,15 @@ struct quant_kernels {
                                          activation quantizer for Q8_0/Q8_1/Q8_K) */
     quant_vec_dot_fn vec_dot;         /* NULL for activation-only types */
     uint32_t vec_dot_type;            /* format of the other operand of vec_dot */
+    /* The activation quantizer the reference's x86 build runs before a dot
+     * (Q8_0/Q8_1: id = 127/amax, ties to even — FORMATS.md §3); NULL means
+     * from_float. Use quant_act_from_float() rather than reading it. */
+    quant_from_float_fn act_from_float;
 };
+
+/* The function that converts f32 activations into `type` (a vec_dot_type)
+ * exactly as the reference CPU backend does before a matrix product. */
+quant_from_float_fn quant_act_from_float(uint32_t type);
 
 /* Kernels of a type hearth can compute with, or NULL (unsupported: IQ types,
  * ternary, MXFP4 ...). Borrowed, static. */

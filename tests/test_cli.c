@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +18,17 @@ static const char *stories(void)
     return p;
 }
 
-static int run(char **out, char **err, const char *a1, const char *a2, const char *a3,
-               const char *a4, const char *a5, const char *a6, const char *a7, const char *a8,
-               const char *a9, const char *a10)
+/* Runs hearth with the given arguments (NULL-terminated). */
+static int run(char **out, char **err, ...)
 {
-    char *argv[12] = {(char *)tu_hearth_bin(), (char *)a1, (char *)a2, (char *)a3, (char *)a4,
-                      (char *)a5, (char *)a6, (char *)a7, (char *)a8, (char *)a9, (char *)a10,
-                      NULL};
+    char *argv[32] = {(char *)tu_hearth_bin()};
+    int n = 1;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a; n < 31 && (a = va_arg(ap, const char *));)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
     return tu_run(argv, out, err);
 }
 
@@ -108,8 +113,7 @@ Test(cli, generate_sampling_is_seeded, .timeout = 60)
 Test(cli, tokenize_prints_ids, .timeout = 30)
 {
     char *out, *err;
-    cr_assert_eq(run(&out, &err, "tokenize", "-m", stories(), "-p", "Once upon a time", NULL, NULL,
-                     NULL, NULL, NULL),
+    cr_assert_eq(run(&out, &err, "tokenize", "-m", stories(), "-p", "Once upon a time", NULL),
                  0, "%s", err);
     /* prompts.txt line 1: "Once upon a time" -> 1,403,407,261,378 */
     const char *pp = tu_find("ref/stories/prompts.txt");
@@ -136,8 +140,7 @@ Test(cli, logits_file_matches_reference, .timeout = 60)
     cr_assert_geq(fd, 0);
     close(fd);
     char *out, *err;
-    cr_assert_eq(run(&out, &err, "logits", "-m", stories(), "--tokens", ids, "-o", tmp, NULL,
-                     NULL, NULL),
+    cr_assert_eq(run(&out, &err, "logits", "-m", stories(), "--tokens", ids, "-o", tmp, NULL),
                  0, "%s", err);
     cr_assert_str_empty(out, "logits prints nothing on stdout");
     size_t n_got, n_ref;
@@ -159,8 +162,7 @@ Test(cli, bad_input_gives_one_line_errors, .timeout = 60)
 {
     char *out, *err;
     int st;
-    st = run(&out, &err, "generate", "-m", "/nonexistent.gguf", "-p", "x", NULL, NULL, NULL, NULL,
-             NULL);
+    st = run(&out, &err, "generate", "-m", "/nonexistent.gguf", "-p", "x", NULL);
     cr_assert_neq(st, 0);
     assert_one_line_error(err, "/nonexistent.gguf");
     free(out), free(err);
@@ -173,41 +175,39 @@ Test(cli, bad_input_gives_one_line_errors, .timeout = 60)
     cr_assert_eq(write(fd, model, 5000), 5000);
     close(fd);
     free(model);
-    st = run(&out, &err, "generate", "-m", tmp, "-p", "x", NULL, NULL, NULL, NULL, NULL);
+    st = run(&out, &err, "generate", "-m", tmp, "-p", "x", NULL);
     cr_assert_neq(st, 0);
     assert_one_line_error(err, tmp);
     cr_assert_str_empty(out);
     free(out), free(err);
     unlink(tmp);
 
-    st = run(&out, &err, "generate", "-m", stories(), "-p", "x", "-n", "abc", NULL, NULL, NULL);
+    st = run(&out, &err, "generate", "-m", stories(), "-p", "x", "-n", "abc", NULL);
     cr_assert_neq(st, 0);
     assert_one_line_error(err, "-n");
     free(out), free(err);
 
-    st = run(&out, &err, "generate", "-m", stories(), "-p", "x", "--bogus", "1", NULL, NULL, NULL);
+    st = run(&out, &err, "generate", "-m", stories(), "-p", "x", "--bogus", "1", NULL);
     cr_assert_neq(st, 0);
     assert_one_line_error(err, "--bogus");
     free(out), free(err);
 
-    st = run(&out, &err, "generate", "-m", stories(), NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    st = run(&out, &err, "generate", "-m", stories(), NULL);
     cr_assert_neq(st, 0);
     assert_one_line_error(err, "-p");
     free(out), free(err);
 
-    st = run(&out, &err, "logits", "-m", stories(), "--tokens", "1,403,9999", "-o", "/tmp/x.f32",
-             NULL, NULL, NULL);
+    st = run(&out, &err, "logits", "-m", stories(), "--tokens", "1,403,9999", "-o", "/tmp/x.f32", NULL);
     cr_assert_neq(st, 0);
     assert_one_line_error(err, "9999");
     free(out), free(err);
 
-    st = run(&out, &err, "logits", "-m", stories(), "--tokens", "1,-3", "-o", "/tmp/x.f32", NULL,
-             NULL, NULL);
+    st = run(&out, &err, "logits", "-m", stories(), "--tokens", "1,-3", "-o", "/tmp/x.f32", NULL);
     cr_assert_neq(st, 0);
     assert_one_line_error(err, "--tokens");
     free(out), free(err);
 
-    st = run(&out, &err, "frobnicate", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    st = run(&out, &err, "frobnicate", NULL);
     cr_assert_neq(st, 0);
     assert_one_line_error(err, "frobnicate");
     free(out), free(err);

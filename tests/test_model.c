@@ -110,6 +110,8 @@ static void check_logits(const char *label, struct run *r, const int32_t *toks, 
     }
     free(ref);
     double range = hi - lo;
+    cr_log_info("%s: max |logit - ref| = %.3g (%.3f%% of range %.3g)", label, max_diff,
+                100 * max_diff / range, range);
     if (is_f32)
         cr_expect_leq(max_diff, 2e-3, "%s: max |logit - ref| = %g at token %zu (tolerance 2e-3)",
                       label, max_diff, at);
