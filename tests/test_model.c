@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAXTOK 256
 
@@ -325,4 +326,66 @@ Test(engine, refuses_unsupported_and_missing, .timeout = 60)
         cr_assert_eq(hr_ctx_new(m, NULL, &ctx, &err), -EINVAL);
         hr_model_free(m);
     }
+}
+
+/* Copies stories260K into a temp file, changing the architecture name or
+ * giving one tensor a type hearth cannot compute with. */
+#include "gguf.h"
+#include "quant.h"
+
+static bool skip_arch(const char *key, void *ud)
+{
+    (void)ud;
+    return !strcmp(key, "general.architecture");
+}
+
+static char *write_variant(const char *arch, const char *odd_tensor, uint32_t odd_type)
+{
+    struct gguf_file *f;
+    struct hr_err err;
+    cr_assert_eq(gguf_open(tu_data("../../models/stories260K.gguf"), GGUF_DEFAULT_BUDGET, &f, &err),
+                 0, "%s", err.msg);
+    struct gguf_writer *w = gguf_writer_new();
+    cr_assert_eq(gguf_writer_add_str(w, "general.architecture", arch), 0);
+    cr_assert_eq(gguf_writer_copy_kv(w, f, skip_arch, NULL), 0);
+    void *odd = NULL;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        if (odd_tensor && !strcmp(t->name, odd_tensor)) {
+            size_t nb = hr_row_size(odd_type, t->ne[0]) * (size_t)t->ne[1];
+            odd = calloc(1, nb);
+            cr_assert_eq(gguf_writer_add_tensor(w, t->name, odd_type, t->n_dims, t->ne, odd), 0);
+        } else {
+            cr_assert_eq(gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data), 0);
+        }
+    }
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/hearth-variant-%d.gguf", (int)getpid());
+    cr_assert_eq(gguf_writer_write(w, path, &err), 0, "%s", err.msg);
+    gguf_writer_free(w);
+    free(odd);
+    gguf_free(f);
+    return path;
+}
+
+Test(engine, refuses_unknown_architecture, .timeout = 60)
+{
+    char *path = write_variant("gemma2", NULL, 0);
+    struct hr_model *m = NULL;
+    struct hr_err err;
+    cr_assert_eq(hr_model_load(path, NULL, &m, &err), -ENOTSUP);
+    cr_assert(strstr(err.msg, "gemma2") && strstr(err.msg, "architecture"), "%s", err.msg);
+    cr_assert_null(m);
+    unlink(path);
+}
+
+Test(engine, refuses_unsupported_tensor_type, .timeout = 60)
+{
+    /* iq4_nl (id 20): a valid GGUF type without kernels in hearth */
+    char *path = write_variant("llama", "blk.2.attn_q.weight", 20);
+    struct hr_model *m = NULL;
+    struct hr_err err;
+    cr_assert_eq(hr_model_load(path, NULL, &m, &err), -ENOTSUP);
+    cr_assert(strstr(err.msg, "blk.2.attn_q.weight") && strstr(err.msg, "iq4_nl"), "%s", err.msg);
+    unlink(path);
 }
