@@ -1,386 +1,49 @@
 /*
- * hearth.c — the `hearth` command: local engine commands.
- *
- *   hearth generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
- *                   [--min-p P] [--seed S] [-t THREADS] [-c CTX]
- *   hearth tokenize -m MODEL -p TEXT
- *   hearth logits   -m MODEL --tokens ID,ID,... -o FILE
- *
- * Output contract (scripts rely on it): stdout carries only the result (the
- * generated continuation, the token ids, nothing for logits); progress,
- * timings and errors go to stderr. Bad input exits with status 1 after one
- * line "hearth: error: ..." saying what and where; usage errors exit 2.
+ * hearth.c — the `hearth` command: the table of subcommands and main().
+ * Each subcommand lives in its own file (cmd_*.c) and follows the output
+ * and error conventions of cli.h.
  */
-#include <hearth/hearth.h>
+#include "cli.h"
 
-#include <errno.h>
-#include <limits.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
-#define EXIT_USAGE 2
-
-static const char *usage_text =
-    "usage: hearth COMMAND [OPTIONS]\n"
-    "\n"
-    "commands:\n"
-    "  generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
-    "           [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
-    "      continue PROMPT with up to N tokens (default 128; --temp 0 is greedy)\n"
-    "  tokenize -m MODEL -p TEXT\n"
-    "      print the token ids of TEXT (BOS included when the model adds it)\n"
-    "  logits -m MODEL --tokens ID,ID,... -o FILE [-t THREADS]\n"
-    "      evaluate the tokens as one batch and write float32 logits [n_tokens][n_vocab]\n";
-
-static void die(int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("hearth: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(status);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* ---- option parsing ----------------------------------------------------------- */
-
-struct opts {
-    const char *model, *prompt, *tokens, *output;
-    long n_predict, threads, ctx, top_k;
-    double temp, top_p, min_p, repeat_penalty;
-    unsigned long long seed;
-    int have_seed;
+static const struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *usage;
+} commands[] = {
+    {"generate", cmd_generate,
+     "generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
+     "           [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
+     "      continue PROMPT with up to N tokens (default 128; --temp 0 is greedy)"},
+    {"tokenize", cmd_tokenize,
+     "tokenize -m MODEL -p TEXT\n"
+     "      print the token ids of TEXT (BOS included when the model adds it)"},
+    {"logits", cmd_logits,
+     "logits -m MODEL --tokens ID,ID,... -o FILE [-t THREADS]\n"
+     "      evaluate the tokens as one batch; write float32 logits [n_tokens][n_vocab]"},
 };
 
-static long parse_long(const char *flag, const char *v, long lo, long hi)
+static void usage(FILE *f)
 {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        die(EXIT_USAGE, "%s: '%s' is not an integer in [%ld, %ld]", flag, v, lo, hi);
-    return x;
-}
-
-static double parse_double(const char *flag, const char *v, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi)
-        die(EXIT_USAGE, "%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
-    return x;
-}
-
-static void parse_opts(int argc, char **argv, struct opts *o)
-{
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage_text, stdout);
-            exit(0);
-        }
-        if (i + 1 >= argc)
-            die(EXIT_USAGE, "%s: %s", a,
-                a[0] == '-' ? "missing value" : "unexpected argument (see hearth --help)");
-        const char *v = argv[++i];
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-            o->model = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
-            o->prompt = v;
-        else if (!strcmp(a, "--tokens"))
-            o->tokens = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            o->output = v;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
-            o->n_predict = parse_long(a, v, 0, 1 << 24);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
-            o->threads = parse_long(a, v, 1, 1024);
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx"))
-            o->ctx = parse_long(a, v, 1, 1 << 24);
-        else if (!strcmp(a, "--temp"))
-            o->temp = parse_double(a, v, 0, 1e6);
-        else if (!strcmp(a, "--top-k"))
-            o->top_k = parse_long(a, v, 0, INT32_MAX);
-        else if (!strcmp(a, "--top-p"))
-            o->top_p = parse_double(a, v, 0, 1);
-        else if (!strcmp(a, "--min-p"))
-            o->min_p = parse_double(a, v, 0, 1);
-        else if (!strcmp(a, "--repeat-penalty"))
-            o->repeat_penalty = parse_double(a, v, 0, 1e6);
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            o->seed = strtoull(v, &end, 10);
-            if (errno || end == v || *end || v[0] == '-')
-                die(EXIT_USAGE, "--seed: '%s' is not a non-negative integer", v);
-            o->have_seed = 1;
-        } else
-            die(EXIT_USAGE, "unknown option '%s' (see hearth --help)", a);
-    }
-}
-
-static struct hr_model *load(const char *path, bool vocab_only, bool verbose)
-{
-    if (!path)
-        die(EXIT_USAGE, "missing -m MODEL");
-    struct hr_err err;
-    struct hr_model *m = NULL;
-    struct hr_model_params mp = {.vocab_only = vocab_only};
-    double t0 = now_s();
-    int rc = hr_model_load(path, &mp, &m, &err);
-    if (rc < 0) {
-        if (err.offset >= 0)
-            die(1, "%s: %s (at byte %lld)", path, err.msg[0] ? err.msg : strerror(-rc),
-                (long long)err.offset);
-        die(1, "%s: %s", path, err.msg[0] ? err.msg : strerror(-rc));
-    }
-    if (verbose)
-        fprintf(stderr, "hearth: loaded %s (%s, %d tokens) in %.0f ms\n", path, hr_model_arch(m),
-                hr_model_n_vocab(m), (now_s() - t0) * 1e3);
-    return m;
-}
-
-static int32_t *tokenize(const struct hr_vocab *vocab, const char *text, int64_t *n_out)
-{
-    size_t len = strlen(text);
-    int64_t n = hr_tokenize(vocab, text, len, true, true, NULL, 0);
-    if (n < 0)
-        die(1, "cannot tokenize the prompt: %s", strerror((int)-n));
-    int32_t *ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
-    if (!ids)
-        die(1, "out of memory");
-    n = hr_tokenize(vocab, text, len, true, true, ids, (size_t)n);
-    *n_out = n;
-    return ids;
-}
-
-/* ---- UTF-8-safe streaming of pieces --------------------------------------------- */
-
-/* Byte-level tokens may split a character: hold back an incomplete tail until
- * the next piece completes it. */
-struct utf8_out {
-    char buf[64];
-    size_t n;
-};
-
-static size_t utf8_seq_len(unsigned char c)
-{
-    return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-}
-
-static void utf8_put(struct utf8_out *u, const char *s, size_t n, bool flush)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (u->n == sizeof u->buf) {
-            fwrite(u->buf, 1, u->n, stdout);
-            u->n = 0;
-        }
-        u->buf[u->n++] = s[i];
-    }
-    /* print everything up to the start of an incomplete trailing sequence */
-    size_t keep = 0;
-    for (size_t back = 1; back <= 4 && back <= u->n; back++) {
-        unsigned char c = (unsigned char)u->buf[u->n - back];
-        if ((c & 0xC0) == 0x80)
-            continue;
-        if (utf8_seq_len(c) > back)
-            keep = back;
-        break;
-    }
-    if (flush)
-        keep = 0;
-    fwrite(u->buf, 1, u->n - keep, stdout);
-    memmove(u->buf, u->buf + u->n - keep, keep);
-    u->n = keep;
-    fflush(stdout);
-}
-
-/* ---- commands ------------------------------------------------------------------- */
-
-static int cmd_generate(struct opts *o)
-{
-    if (!o->prompt)
-        die(EXIT_USAGE, "missing -p PROMPT");
-    struct hr_model *m = load(o->model, false, true);
-    const struct hr_vocab *vocab = hr_model_vocab(m);
-    int64_t n_prompt;
-    int32_t *prompt = tokenize(vocab, o->prompt, &n_prompt);
-    if (n_prompt == 0)
-        die(1, "the prompt gives no tokens");
-
-    long n_ctx = o->ctx ? o->ctx : n_prompt + o->n_predict;
-    if (n_ctx > hr_model_n_ctx_train(m) && !o->ctx)
-        n_ctx = hr_model_n_ctx_train(m);
-    if (n_prompt >= n_ctx)
-        die(1, "the prompt has %lld tokens; the context holds %ld", (long long)n_prompt, n_ctx);
-    struct hr_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)o->threads};
-    struct hr_ctx *ctx;
-    struct hr_err err;
-    int rc = hr_ctx_new(m, &cp, &ctx, &err);
-    if (rc < 0)
-        die(1, "%s", err.msg);
-
-    uint64_t seed = o->seed;
-    if (!o->have_seed && getrandom(&seed, sizeof seed, 0) != sizeof seed)
-        seed = (uint64_t)time(NULL);
-    struct hr_sampler_params sp;
-    hr_sampler_defaults(&sp, seed);
-    if (o->temp >= 0)
-        sp.temp = (float)o->temp;
-    if (o->top_k >= 0)
-        sp.top_k = (int32_t)o->top_k;
-    if (o->top_p >= 0)
-        sp.top_p = (float)o->top_p;
-    if (o->min_p >= 0)
-        sp.min_p = (float)o->min_p;
-    if (o->repeat_penalty >= 0)
-        sp.repeat_penalty = (float)o->repeat_penalty;
-    struct hr_sampler *smp;
-    if ((rc = hr_sampler_new(&sp, hr_model_n_vocab(m), &smp)) < 0)
-        die(1, "cannot create the sampler: %s", strerror(-rc));
-    for (int64_t i = 0; i < n_prompt; i++)
-        hr_sampler_accept(smp, prompt[i]);
-
-    double t0 = now_s();
-    if ((rc = hr_ctx_eval(ctx, prompt, (int32_t)n_prompt, false, &err)) < 0)
-        die(1, "%s", err.msg);
-    double t1 = now_s();
-    struct utf8_out out = {.n = 0};
-    long n_gen = 0;
-    char piece[256];
-    while (n_gen < o->n_predict) {
-        int32_t tok = hr_sampler_sample(smp, hr_ctx_logits(ctx, -1));
-        if (hr_vocab_is_eog(vocab, tok))
-            break;
-        hr_sampler_accept(smp, tok);
-        n_gen++;
-        int64_t len = hr_token_to_piece(vocab, tok, false, piece, sizeof piece);
-        if (len > 0)
-            utf8_put(&out, piece, len < (int64_t)sizeof piece ? (size_t)len : sizeof piece,
-                     false);
-        if (n_gen == o->n_predict || hr_ctx_n_past(ctx) >= hr_ctx_n_ctx(ctx))
-            break;
-        if ((rc = hr_ctx_eval(ctx, &tok, 1, false, &err)) < 0)
-            die(1, "%s", err.msg);
-    }
-    utf8_put(&out, "", 0, true);
-    fputc('\n', stdout);
-    double t2 = now_s();
-    fprintf(stderr,
-            "hearth: prompt %lld tokens in %.1f ms (%.1f tok/s); generated %ld tokens in %.1f ms "
-            "(%.1f tok/s)\n",
-            (long long)n_prompt, (t1 - t0) * 1e3, (double)n_prompt / (t1 - t0), n_gen,
-            (t2 - t1) * 1e3, n_gen > 0 ? (double)n_gen / (t2 - t1) : 0.0);
-    hr_sampler_free(smp);
-    hr_ctx_free(ctx);
-    free(prompt);
-    hr_model_free(m);
-    return 0;
-}
-
-static int cmd_tokenize(struct opts *o)
-{
-    if (!o->prompt)
-        die(EXIT_USAGE, "missing -p TEXT");
-    struct hr_model *m = load(o->model, true, false);
-    int64_t n;
-    int32_t *ids = tokenize(hr_model_vocab(m), o->prompt, &n);
-    for (int64_t i = 0; i < n; i++)
-        printf(i ? " %d" : "%d", ids[i]);
-    putchar('\n');
-    free(ids);
-    hr_model_free(m);
-    return 0;
-}
-
-static int cmd_logits(struct opts *o)
-{
-    if (!o->tokens)
-        die(EXIT_USAGE, "missing --tokens ID,ID,...");
-    if (!o->output)
-        die(EXIT_USAGE, "missing -o FILE");
-    /* parse the id list strictly: digits separated by commas */
-    size_t cap = 16, n = 0;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    const char *s = o->tokens;
-    for (size_t pos = 0;; pos++) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 0 || v > INT32_MAX || (*end && *end != ','))
-            die(EXIT_USAGE, "--tokens: entry %zu ('%.*s') is not a token id", pos + 1,
-                (int)strcspn(s, ","), s);
-        if (n == cap) {
-            cap *= 2;
-            ids = realloc(ids, cap * sizeof *ids);
-            if (!ids)
-                die(1, "out of memory");
-        }
-        ids[n++] = (int32_t)v;
-        if (!*end)
-            break;
-        s = end + 1;
-    }
-    struct hr_model *m = load(o->model, false, false);
-    int32_t n_vocab = hr_model_n_vocab(m);
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] >= n_vocab)
-            die(1, "--tokens: id %d at position %zu is out of range (vocabulary has %d tokens)",
-                ids[i], i + 1, n_vocab);
-    struct hr_ctx_params cp = {.n_ctx = (int32_t)n, .n_batch = (int32_t)n,
-                               .n_threads = (int32_t)o->threads};
-    struct hr_ctx *ctx;
-    struct hr_err err;
-    if (hr_ctx_new(m, &cp, &ctx, &err) < 0)
-        die(1, "%s", err.msg);
-    if (hr_ctx_eval(ctx, ids, (int32_t)n, true, &err) < 0)
-        die(1, "%s", err.msg);
-    FILE *f = fopen(o->output, "wb");
-    if (!f)
-        die(1, "%s: %s", o->output, strerror(errno));
-    for (size_t i = 0; i < n; i++)
-        if (fwrite(hr_ctx_logits(ctx, (int32_t)i), sizeof(float), (size_t)n_vocab, f) !=
-            (size_t)n_vocab)
-            die(1, "%s: write failed: %s", o->output, strerror(errno));
-    if (fclose(f) != 0)
-        die(1, "%s: %s", o->output, strerror(errno));
-    fprintf(stderr, "hearth: wrote %zu x %d logits to %s\n", n, n_vocab, o->output);
-    hr_ctx_free(ctx);
-    hr_model_free(m);
-    free(ids);
-    return 0;
+    fputs("usage: hearth COMMAND [OPTIONS]\n\ncommands:\n", f);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %s\n", commands[i].usage);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
-        !strcmp(argv[1], "help")) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
     }
-    struct opts o = {.n_predict = 128, .temp = -1, .top_k = -1, .top_p = -1, .min_p = -1,
-                     .repeat_penalty = -1};
-    const char *cmd = argv[1];
-    int (*fn)(struct opts *) = !strcmp(cmd, "generate") ? cmd_generate
-                               : !strcmp(cmd, "tokenize") ? cmd_tokenize
-                               : !strcmp(cmd, "logits")   ? cmd_logits
-                                                          : NULL;
-    if (!fn)
-        die(EXIT_USAGE, "unknown command '%s' (see hearth --help)", cmd);
-    parse_opts(argc, argv, &o);
-    return fn(&o);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    cli_die(EXIT_USAGE, "unknown command '%s' (see hearth --help)", argv[1]);
 }

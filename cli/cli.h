@@ -1,0 +1,41 @@
+/*
+ * cli.h — what the `hearth` command's subcommand files share: the command
+ * table entry points and small helpers for errors and option values.
+ *
+ * Conventions for every subcommand: results on stdout, progress and timings
+ * on stderr; bad input exits 1 (usage errors 2) after one line
+ * "hearth: error: ..." saying what and where.
+ */
+#ifndef HEARTH_CLI_H
+#define HEARTH_CLI_H
+
+#include <hearth/hearth.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define EXIT_USAGE 2
+
+/* Each subcommand gets argv with argv[0] = the subcommand's name. */
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_mkmodel(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+
+/* Prints "hearth: error: <message>" and exits with `status`. */
+_Noreturn void cli_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Strict parsing of an option's value: the whole string, within [lo, hi];
+ * otherwise a usage error naming the flag. */
+long cli_long(const char *flag, const char *v, long lo, long hi);
+double cli_double(const char *flag, const char *v, double lo, double hi);
+
+/* Monotonic seconds. */
+double cli_now(void);
+
+/* Loads a model or dies with a one-line error naming the file (and byte
+ * offset for malformed files). verbose: print the load time to stderr. */
+struct hr_model *cli_load_model(const char *path, bool vocab_only, bool verbose);
+
+#endif
