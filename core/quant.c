@@ -521,7 +521,7 @@ static const struct quant_kernels kernels[HR_TYPE_COUNT] = {
     [HR_TYPE_Q8_K] = {quant_q8_K_to_float, quant_q8_K_from_float, NULL, HR_TYPE_Q8_K},
 };
 
-const struct quant_kernels *quant_kernels(uint32_t type)
+const struct quant_kernels *quant_kernels_ref(uint32_t type)
 {
     if (type >= HR_TYPE_COUNT || !kernels[type].to_float)
         return NULL;
@@ -539,7 +539,7 @@ quant_from_float_fn quant_act_from_float(uint32_t type)
 int64_t quant_quantize(uint32_t type, const float *src, void *dst, int64_t nrows,
                        int64_t n_per_row)
 {
-    const struct quant_kernels *k = quant_kernels(type);
+    const struct quant_kernels *k = quant_kernels_ref(type);
     const struct hr_type_info *t = hr_type_info(type);
     if (!k || !t || nrows < 0 || n_per_row <= 0 || n_per_row % t->blck != 0)
         return -EINVAL;

@@ -47,6 +47,15 @@ typedef void (*quant_from_float_fn)(const float *src, void *dst, int64_t n);
  * its vec_dot_type. */
 typedef void (*quant_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
 
+/* A tile of a matrix product, for r < nr and c < nc:
+ *   y[c*ldy + r] = Σ_k W_r[k]·X_c[k]   (k < n)
+ * W_r = the weight row at w + r*w_stride (weight type), X_c = the activation
+ * row at x + c*x_stride (vec_dot_type). nr <= gemm_mr and nc <= gemm_nc of
+ * the kernel; edge tiles are smaller. y is row-major [token][output] as in
+ * the forward pass, hence ldy = the layer's output width. */
+typedef void (*quant_gemm_fn)(int64_t n, float *y, size_t ldy, const void *w, size_t w_stride,
+                              int nr, const void *x, size_t x_stride, int nc);
+
 struct quant_kernels {
     quant_to_float_fn to_float;       /* dequantize (exact for F32/F16/BF16) */
     quant_from_float_fn from_float;   /* reference quantizer (writes files; the
@@ -57,6 +66,9 @@ struct quant_kernels {
      * (Q8_0/Q8_1: id = 127/amax, ties to even — FORMATS.md §3); NULL means
      * from_float. Use quant_act_from_float() rather than reading it. */
     quant_from_float_fn act_from_float;
+    /* Optional register-tiled product (SIMD paths); NULL: use vec_dot. */
+    quant_gemm_fn gemm;
+    int gemm_mr, gemm_nc; /* largest tile: weight rows × activation rows */
 };
 
 /* The function that converts f32 activations into `type` (a vec_dot_type)
@@ -64,8 +76,12 @@ struct quant_kernels {
 quant_from_float_fn quant_act_from_float(uint32_t type);
 
 /* Kernels of a type hearth can compute with, or NULL (unsupported: IQ types,
- * ternary, MXFP4 ...). Borrowed, static. */
+ * ternary, MXFP4 ...): the fastest ones for this CPU (core/arch/, chosen at
+ * first use; see hr_isa_active). Borrowed, static. */
 const struct quant_kernels *quant_kernels(uint32_t type);
+
+/* The scalar reference kernels (the `_ref` of every type). */
+const struct quant_kernels *quant_kernels_ref(uint32_t type);
 
 /* Quantizes nrows contiguous rows of n_per_row f32 values into dst (which
  * must hold nrows·hr_row_size(type, n_per_row) bytes) with the type's

@@ -1,0 +1,48 @@
+/*
+ * arch.h — run-time selection of SIMD kernels (STYLE.md convention 11).
+ *
+ * Every tensor type has scalar reference kernels (core/quant.c,
+ * core/quant_k.c). Faster versions live under core/arch/<isa>/, each file
+ * compiled with its own target flags, and register themselves by overriding
+ * entries of a kernel table that starts as a copy of the reference one. The
+ * table for the active ISA is built once, on first use, from the CPU's
+ * features (cpuid), optionally capped by the environment variable
+ * HEARTH_ISA=scalar|avx2|avx512 (for tests of every dispatch path and for
+ * comparing speed).
+ *
+ * Every SIMD kernel must agree with the reference: activation quantizers bit
+ * for bit, integer dot products exactly up to the order of the final float
+ * sums (tests/test_simd.c states the limits).
+ */
+#ifndef HEARTH_CORE_ARCH_H
+#define HEARTH_CORE_ARCH_H
+
+#include "../quant.h"
+
+enum hr_isa {
+    HR_ISA_SCALAR = 0,
+    HR_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    HR_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ + VNNI (+ BF16 when present) */
+    HR_ISA_COUNT
+};
+
+/* The best ISA this CPU supports (ignores HEARTH_ISA). */
+enum hr_isa hr_isa_detect(void);
+/* The ISA whose kernels quant_kernels() returns: hr_isa_detect() capped by
+ * HEARTH_ISA. */
+enum hr_isa hr_isa_active(void);
+const char *hr_isa_name(enum hr_isa isa);
+
+/* Kernels of `type` for a given ISA level (which must not exceed
+ * hr_isa_detect()); NULL when the type has none. Borrowed, static. */
+const struct quant_kernels *quant_kernels_isa(uint32_t type, enum hr_isa isa);
+
+/* Registration hooks of the per-ISA files: each overrides the entries it
+ * implements in `tab` (indexed by type id), which holds the kernels of the
+ * level below. Defined only where built (x86-64). */
+void arch_avx2_legacy_init(struct quant_kernels tab[HR_TYPE_COUNT]);
+void arch_avx2_k_init(struct quant_kernels tab[HR_TYPE_COUNT]);
+void arch_avx512_legacy_init(struct quant_kernels tab[HR_TYPE_COUNT]);
+void arch_avx512_k_init(struct quant_kernels tab[HR_TYPE_COUNT]);
+
+#endif

@@ -1,0 +1,7 @@
+/* avx2_legacy.c — SIMD kernels (in progress): registers nothing yet. */
+#include "../arch.h"
+
+void arch_avx2_legacy_init(struct quant_kernels tab[HR_TYPE_COUNT])
+{
+    (void)tab;
+}

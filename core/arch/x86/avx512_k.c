@@ -1,0 +1,7 @@
+/* avx512_k.c — SIMD kernels (in progress): registers nothing yet. */
+#include "../arch.h"
+
+void arch_avx512_k_init(struct quant_kernels tab[HR_TYPE_COUNT])
+{
+    (void)tab;
+}
