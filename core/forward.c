@@ -23,12 +23,19 @@
 #include <string.h>
 #include <unistd.h>
 
+/* IEEE binary16 with hardware conversions where the CPU has them (F16C);
+ * conversion rounds to nearest even, as the reference's F16 cache does. */
+__extension__ typedef _Float16 fp16;
+
 struct hr_ctx {
     struct hr_model *model;
     struct pool *pool;
     int32_t n_ctx, n_batch, n_past;
 
-    float *k_cache, *v_cache; /* [n_layer][n_ctx][n_kv] */
+    /* [n_layer][n_ctx][n_kv], f32 (the reference's precision) or f16 */
+    bool kv_f16;
+    float *k_cache, *v_cache;
+    fp16 *k16, *v16;
 
     /* scratch, [n_batch][width] */
     float *x;    /* residual stream [T][n_embd] */
@@ -40,7 +47,7 @@ struct hr_ctx {
     float *tmp;  /* [T][n_embd] */
     float *g;    /* [T][n_ff] */
     float *u;    /* [T][n_ff] */
-    float *scores; /* per thread [n_ctx] */
+    float *scores; /* per thread: running max and sum per head, a V row */
     void *wdata;   /* quantized activations */
     size_t wdata_size;
     float *rope_cos, *rope_sin; /* [T][n_rot/2] for the current batch */
@@ -58,39 +65,75 @@ struct matmul_job {
     size_t xq_row;    /* bytes per converted row */
     float *y;         /* [T][n_out] */
     int64_t T;
-    int64_t rows_per_task;
+    int64_t rows_per_task; /* a multiple of the kernel's gemm_mr */
 };
 
+/* One task = a chunk of output rows for every token. The chunk's weights
+ * (a few KB to tens of KB) stay in cache while the token tiles pass over
+ * them; with a gemm kernel each call reuses its unpacked weight rows across
+ * gemm_nc tokens. */
 static void matmul_task(void *arg, int64_t task, int thread)
 {
     const struct matmul_job *j = arg;
     const struct weight *w = j->w;
+    const struct quant_kernels *k = w->k;
     int64_t r0 = task * j->rows_per_task;
     int64_t r1 = r0 + j->rows_per_task < w->n_out ? r0 + j->rows_per_task : w->n_out;
+    const char *wd = w->data;
+    if (k->gemm) {
+        int mr = k->gemm_mr, nc = k->gemm_nc;
+        for (int64_t t = 0; t < j->T; t += nc) {
+            int tn = j->T - t < nc ? (int)(j->T - t) : nc;
+            const char *xr = (const char *)j->xq + (size_t)t * j->xq_row;
+            for (int64_t o = r0; o < r1; o += mr) {
+                int on = r1 - o < mr ? (int)(r1 - o) : mr;
+                k->gemm(w->n_in, j->y + t * w->n_out + o, (size_t)w->n_out,
+                        wd + (size_t)o * w->row_size, w->row_size, on, xr, j->xq_row, tn);
+            }
+        }
+        return;
+    }
     for (int64_t t = 0; t < j->T; t++) {
         const void *xr = (const char *)j->xq + (size_t)t * j->xq_row;
         float *yr = j->y + t * w->n_out;
         for (int64_t o = r0; o < r1; o++)
-            w->k->vec_dot(w->n_in, &yr[o], (const char *)w->data + (size_t)o * w->row_size, xr);
+            k->vec_dot(w->n_in, &yr[o], wd + (size_t)o * w->row_size, xr);
     }
 }
 
-/* y[T][n_out] = x[T][n_in] · Wᵀ */
+struct quant_job {
+    quant_from_float_fn act;
+    const float *x;
+    void *xq;
+    int64_t n_in;
+    size_t xq_row;
+};
+
+static void quant_task(void *arg, int64_t t, int thread)
+{
+    const struct quant_job *q = arg;
+    q->act(q->x + t * q->n_in, (char *)q->xq + (size_t)t * q->xq_row, q->n_in);
+}
+
+/* y[T][n_out] = x[T][n_in] · Wᵀ, with x converted to the weight type's
+ * vec_dot_type first (as the reference does). */
 static void matmul(struct hr_ctx *c, const struct weight *w, const float *x, float *y, int64_t T)
 {
-    quant_from_float_fn act = quant_act_from_float(w->k->vec_dot_type);
     size_t xq_row = hr_row_size(w->k->vec_dot_type, w->n_in);
     const void *xq = x;
     if (w->k->vec_dot_type != HR_TYPE_F32) {
-        for (int64_t t = 0; t < T; t++)
-            act(x + t * w->n_in, (char *)c->wdata + (size_t)t * xq_row, w->n_in);
+        struct quant_job q = {quant_act_from_float(w->k->vec_dot_type), x, c->wdata, w->n_in,
+                              xq_row};
+        pool_run(c->pool, quant_task, &q, T);
         xq = c->wdata;
     }
-    int n_threads = pool_size(c->pool);
-    int64_t n_tasks = (int64_t)n_threads * 4;
+    /* about 4 tasks per thread for balance, each a whole number of tiles */
+    int64_t mr = w->k->gemm ? w->k->gemm_mr : 1;
+    int64_t n_tasks = (int64_t)pool_size(c->pool) * 4;
     int64_t rows = (w->n_out + n_tasks - 1) / n_tasks;
     if (rows < 16)
         rows = 16;
+    rows = (rows + mr - 1) / mr * mr;
     struct matmul_job j = {w, xq, xq_row, y, T, rows};
     pool_run(c->pool, matmul_task, &j, (w->n_out + rows - 1) / rows);
 }
@@ -125,7 +168,7 @@ static void rope_tables(struct hr_ctx *c, int64_t T)
 {
     const struct hparams *hp = &c->model->hp;
     const float *ff = c->model->rope_freqs;
-    int64_t half = hp->n_rot / 2;
+    int64_t n_half = hp->n_rot / 2;
     float step = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     float fs = hp->rope_freq_scale;
     float mscale = hp->rope_attn_factor;
@@ -142,7 +185,7 @@ static void rope_tables(struct hr_ctx *c, int64_t T)
     }
     for (int64_t t = 0; t < T; t++) {
         float theta = (float)(c->n_past + t);
-        for (int64_t i = 0; i < half; i++) {
+        for (int64_t i = 0; i < n_half; i++) {
             float th = ff ? theta / ff[i] : theta;
             float th_int = fs * th;
             float a = th_int;
@@ -151,8 +194,8 @@ static void rope_tables(struct hr_ctx *c, int64_t T)
                 float ramp = 1.0f - fminf(1.0f, fmaxf(0.0f, y));
                 a = th_int * (1.0f - ramp) + th * ramp;
             }
-            c->rope_cos[t * half + i] = cosf(a) * mscale;
-            c->rope_sin[t * half + i] = sinf(a) * mscale;
+            c->rope_cos[t * n_half + i] = cosf(a) * mscale;
+            c->rope_sin[t * n_half + i] = sinf(a) * mscale;
             theta *= step;
         }
     }
@@ -162,14 +205,14 @@ static void rope_tables(struct hr_ctx *c, int64_t T)
 static void rope_apply(struct hr_ctx *c, float *x, int64_t T, int64_t n_heads)
 {
     const struct hparams *hp = &c->model->hp;
-    int64_t hd = hp->head_dim, half = hp->n_rot / 2;
+    int64_t hd = hp->head_dim, n_half = hp->n_rot / 2;
     for (int64_t t = 0; t < T; t++) {
-        const float *cs = c->rope_cos + t * half, *sn = c->rope_sin + t * half;
+        const float *cs = c->rope_cos + t * n_half, *sn = c->rope_sin + t * n_half;
         for (int64_t h = 0; h < n_heads; h++) {
             float *v = x + (t * n_heads + h) * hd;
-            for (int64_t i = 0; i < half; i++) {
+            for (int64_t i = 0; i < n_half; i++) {
                 int64_t i0 = hp->rope_mode == ROPE_NEOX ? i : 2 * i;
-                int64_t i1 = hp->rope_mode == ROPE_NEOX ? i + half : 2 * i + 1;
+                int64_t i1 = hp->rope_mode == ROPE_NEOX ? i + n_half : 2 * i + 1;
                 float x0 = v[i0], x1 = v[i1];
                 v[i0] = x0 * cs[i] - x1 * sn[i];
                 v[i1] = x0 * sn[i] + x1 * cs[i];
@@ -180,50 +223,142 @@ static void rope_apply(struct hr_ctx *c, float *x, int64_t T, int64_t n_heads)
 
 /* ---- attention ----------------------------------------------------------------------- */
 
+/* Hot loops are compiled for several ISA levels and picked at load time
+ * (GCC function multiversioning); the sums use 16 partial accumulators so
+ * the compiler can vectorize them without -ffast-math. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__gnu_linux__)
+#define HR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define HR_CLONES
+#endif
+
+/* q·k as the reference's ggml_vec_dot_f32 sums it on an AVX-512 build: 64
+ * elements per step into 4 vectors of 16 lanes with fused multiply-adds,
+ * the vectors folded pairwise and then each by halves; the remaining
+ * elements in double. Matching its order keeps hearth's logits on quantized
+ * models within float rounding of the reference instead of letting a
+ * last-bit difference flip an activation's rounding (random-weight models
+ * amplify such flips). */
+static inline float dot_f32(const float *a, const float *b, int64_t n)
+{
+    int64_t np = n & ~(int64_t)63;
+    double sum = 0.0;
+    if (np) {
+        float acc[4][16] = {{0}};
+        for (int64_t i = 0; i < np; i += 64)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 16; l++)
+                    acc[j][l] = fmaf(a[i + 16 * j + l], b[i + 16 * j + l], acc[j][l]);
+        float v[16];
+        for (int l = 0; l < 16; l++)
+            v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++)
+                v[l] = v[l] + v[l + w];
+        sum = v[0];
+    }
+    for (int64_t i = np; i < n; i++)
+        sum += (double)(a[i] * b[i]);
+    return (float)sum;
+}
+
+static inline float dot_f16(const float *a, const fp16 *b, int64_t n)
+{
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++)
+            acc[l] += a[i + l] * (float)b[i + l];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += a[i] * (float)b[i];
+    for (int l = 0; l < 16; l++)
+        s += acc[l];
+    return s;
+}
+
 struct attn_job {
     struct hr_ctx *c;
     int64_t layer, T;
 };
 
-/* One task = one (token, query head): softmax(q·K/√d + causal mask)·V. */
+/* One task = one (token, KV head): the query heads that share the KV head
+ * (GQA) are handled together, so each cached key and value row is read once
+ * for all of them. Per query head h at position pos, with an online softmax
+ * over p = 0..pos (the reference's flash-attention order):
+ *   s = (q_h·k_p)/√d; if s > M: rescale o by e^(M−s), M = s, w = 1
+ *   else w = e^(s−M);  o += w·v_p;  S = S·rescale + w;   finally o /= S. */
+HR_CLONES
 static void attn_task(void *arg, int64_t task, int thread)
 {
     const struct attn_job *j = arg;
     struct hr_ctx *c = j->c;
     const struct hparams *hp = &c->model->hp;
     int64_t hd = hp->head_dim, n_kv = hp->n_head_kv * hd;
-    int64_t t = task / hp->n_head, h = task % hp->n_head;
-    int64_t kvh = h / (hp->n_head / hp->n_head_kv);
-    int64_t pos = c->n_past + t;
-    const float *q = c->q + (t * hp->n_head + h) * hd;
-    const float *kc = c->k_cache + j->layer * (int64_t)c->n_ctx * n_kv + kvh * hd;
-    const float *vc = c->v_cache + j->layer * (int64_t)c->n_ctx * n_kv + kvh * hd;
-    float *s = c->scores + (int64_t)thread * c->n_ctx;
+    int64_t group = hp->n_head / hp->n_head_kv;
+    int64_t t = task / hp->n_head_kv, kvh = task % hp->n_head_kv;
+    int64_t n_pos = c->n_past + t + 1;
+    size_t base = (size_t)(j->layer * (int64_t)c->n_ctx * n_kv + kvh * hd);
+    float *ms = c->scores + (int64_t)thread * (2 * group + hd); /* M, S per head */
+    float *vrow = ms + 2 * group;                               /* [hd] */
     float scale = 1.0f / sqrtf((float)hd);
-    float mx = -INFINITY;
-    for (int64_t p = 0; p <= pos; p++) {
-        const float *k = kc + p * n_kv;
-        float d = 0.0f;
+    const float *q0 = c->q + (t * hp->n_head + kvh * group) * hd;
+    float *o0 = c->att + (t * hp->n_head + kvh * group) * hd;
+
+    for (int64_t g = 0; g < group; g++) {
+        ms[2 * g] = -INFINITY;
+        ms[2 * g + 1] = 0.0f;
         for (int64_t i = 0; i < hd; i++)
-            d += q[i] * k[i];
-        s[p] = d * scale;
-        if (s[p] > mx)
-            mx = s[p];
+            o0[g * hd + i] = 0.0f;
     }
-    double sum = 0.0;
-    for (int64_t p = 0; p <= pos; p++) {
-        s[p] = expf(s[p] - mx);
-        sum += s[p];
+    for (int64_t p = 0; p < n_pos; p++) {
+        size_t off = base + (size_t)(p * n_kv);
+        const float *v;
+        if (c->kv_f16) {
+            for (int64_t i = 0; i < hd; i++)
+                vrow[i] = (float)c->v16[off + i];
+            v = vrow;
+        } else {
+            v = c->v_cache + off;
+        }
+        for (int64_t g = 0; g < group; g++) {
+            float s = (c->kv_f16 ? dot_f16(q0 + g * hd, c->k16 + off, hd)
+                                 : dot_f32(q0 + g * hd, c->k_cache + off, hd)) *
+                      scale;
+            float *o = o0 + g * hd, m_old = ms[2 * g], rescale = 1.0f, w = 1.0f;
+            if (s > m_old) {
+                ms[2 * g] = s;
+                rescale = expf(m_old - s);
+                for (int64_t i = 0; i < hd; i++)
+                    o[i] *= rescale;
+            } else {
+                w = expf(s - m_old);
+            }
+            for (int64_t i = 0; i < hd; i++)
+                o[i] = fmaf(v[i], w, o[i]);
+            ms[2 * g + 1] = ms[2 * g + 1] * rescale + w;
+        }
     }
-    float inv = (float)(1.0 / sum);
-    float *o = c->att + (t * hp->n_head + h) * hd;
-    for (int64_t i = 0; i < hd; i++)
-        o[i] = 0.0f;
-    for (int64_t p = 0; p <= pos; p++) {
-        const float *v = vc + p * n_kv;
-        float w = s[p] * inv;
+    for (int64_t g = 0; g < group; g++) {
+        float inv = ms[2 * g + 1] == 0.0f ? 0.0f : 1.0f / ms[2 * g + 1];
         for (int64_t i = 0; i < hd; i++)
-            o[i] += w * v[i];
+            o0[g * hd + i] *= inv;
+    }
+}
+
+/* Appends the batch's K and V rows [T][n_kv] to layer il of the cache. */
+static void kv_store(struct hr_ctx *c, int64_t il, int64_t T)
+{
+    int64_t n_kv = c->model->hp.n_head_kv * c->model->hp.head_dim;
+    size_t off = (size_t)((il * c->n_ctx + c->n_past) * n_kv), n = (size_t)(T * n_kv);
+    if (c->kv_f16) {
+        for (size_t i = 0; i < n; i++) {
+            c->k16[off + i] = (fp16)c->k[i];
+            c->v16[off + i] = (fp16)c->v[i];
+        }
+    } else {
+        memcpy(c->k_cache + off, c->k, n * sizeof(float));
+        memcpy(c->v_cache + off, c->v, n * sizeof(float));
     }
 }
 
@@ -261,13 +396,10 @@ static void eval_batch(struct hr_ctx *c, const int32_t *tokens, int64_t T, bool 
         }
         rope_apply(c, c->q, T, hp->n_head);
         rope_apply(c, c->k, T, hp->n_head_kv);
-        float *kc = c->k_cache + il * (int64_t)c->n_ctx * n_kv;
-        float *vc = c->v_cache + il * (int64_t)c->n_ctx * n_kv;
-        memcpy(kc + (int64_t)c->n_past * n_kv, c->k, (size_t)(T * n_kv) * sizeof(float));
-        memcpy(vc + (int64_t)c->n_past * n_kv, c->v, (size_t)(T * n_kv) * sizeof(float));
+        kv_store(c, il, T);
 
         struct attn_job aj = {c, il, T};
-        pool_run(c->pool, attn_task, &aj, T * hp->n_head);
+        pool_run(c->pool, attn_task, &aj, T * hp->n_head_kv);
 
         matmul(c, &l->wo, c->att, c->tmp, T);
         add_bias(c->tmp, l->bo, T, n_embd);
@@ -333,9 +465,18 @@ int hr_ctx_new(struct hr_model *m, const struct hr_ctx_params *params, struct hr
         max_in = n_ff;
     c->wdata_size = (size_t)T * (size_t)max_in * 4 + 4096;
     rc = -ENOMEM;
-    if (!(c->k_cache = calloc(cache, sizeof(float))) ||
-        !(c->v_cache = calloc(cache, sizeof(float))) ||
-        !(c->x = malloc((size_t)(T * n_embd) * sizeof(float))) ||
+    c->kv_f16 = params && params->kv_type == HR_TYPE_F16;
+    if (params && params->kv_type != HR_TYPE_F32 && params->kv_type != HR_TYPE_F16) {
+        hr_ctx_free(c);
+        return hr_err_set(err, -EINVAL, -1, "unsupported KV cache type %s (use f32 or f16)",
+                          hr_type_name(params->kv_type) ? hr_type_name(params->kv_type) : "?");
+    }
+    if (c->kv_f16 ? !(c->k16 = calloc(cache, sizeof(fp16))) ||
+                        !(c->v16 = calloc(cache, sizeof(fp16)))
+                  : !(c->k_cache = calloc(cache, sizeof(float))) ||
+                        !(c->v_cache = calloc(cache, sizeof(float))))
+        goto fail;
+    if (!(c->x = malloc((size_t)(T * n_embd) * sizeof(float))) ||
         !(c->xn = malloc((size_t)(T * n_embd) * sizeof(float))) ||
         !(c->tmp = malloc((size_t)(T * n_embd) * sizeof(float))) ||
         !(c->q = malloc((size_t)(T * n_q) * sizeof(float))) ||
@@ -344,7 +485,8 @@ int hr_ctx_new(struct hr_model *m, const struct hr_ctx_params *params, struct hr
         !(c->v = malloc((size_t)(T * n_kv) * sizeof(float))) ||
         !(c->g = malloc((size_t)(T * n_ff) * sizeof(float))) ||
         !(c->u = malloc((size_t)(T * n_ff) * sizeof(float))) ||
-        !(c->scores = malloc((size_t)n_threads * (size_t)c->n_ctx * sizeof(float))) ||
+        !(c->scores = malloc((size_t)n_threads *
+                             (size_t)(2 * hp->n_head / hp->n_head_kv + hd) * sizeof(float))) ||
         !(c->wdata = malloc(c->wdata_size)) ||
         !(c->rope_cos = malloc((size_t)(T * hp->n_rot / 2) * sizeof(float))) ||
         !(c->rope_sin = malloc((size_t)(T * hp->n_rot / 2) * sizeof(float))) ||
@@ -366,6 +508,8 @@ void hr_ctx_free(struct hr_ctx *c)
     pool_free(c->pool);
     free(c->k_cache);
     free(c->v_cache);
+    free(c->k16);
+    free(c->v16);
     free(c->x);
     free(c->xn);
     free(c->tmp);

@@ -120,6 +120,8 @@ struct hr_ctx_params {
     int32_t n_ctx;     /* KV cache length in tokens; 0 = min(n_ctx_train, 4096) */
     int32_t n_batch;   /* most tokens evaluated in one pass; 0 = 512 */
     int32_t n_threads; /* compute threads; 0 = number of online CPUs */
+    uint32_t kv_type;  /* KV cache precision: HR_TYPE_F32 (0, the default, what the
+                          reference data use) or HR_TYPE_F16 (half the memory) */
 };
 
 /* Creates a context (KV cache and scratch) for `model`, which must outlive it.
