@@ -389,3 +389,42 @@ Test(engine, refuses_unsupported_tensor_type, .timeout = 60)
     cr_assert(strstr(err.msg, "blk.2.attn_q.weight") && strstr(err.msg, "iq4_nl"), "%s", err.msg);
     unlink(path);
 }
+
+/* An F16 KV cache halves the cache memory; logits move by ~1e-3 (the
+ * reference README), so they stay close to the F32-cache reference. */
+Test(engine, f16_kv_cache, .timeout = 60)
+{
+    const char *path = tu_data("../../models/stories260K.gguf");
+    struct hr_model *m;
+    struct hr_err err;
+    cr_assert_eq(hr_model_load(path, NULL, &m, &err), 0, "%s", err.msg);
+    struct hr_ctx *ctx;
+    struct hr_ctx_params bad = {.n_ctx = 64, .kv_type = HR_TYPE_Q4_0};
+    cr_assert_eq(hr_ctx_new(m, &bad, &ctx, &err), -EINVAL);
+    cr_assert(strstr(err.msg, "KV cache type"), "%s", err.msg);
+    struct hr_ctx_params cp = {.n_ctx = 128, .n_batch = 128, .n_threads = 2,
+                               .kv_type = HR_TYPE_F16};
+    cr_assert_eq(hr_ctx_new(m, &cp, &ctx, &err), 0, "%s", err.msg);
+    int32_t prompt[MAXTOK], greedy[MAXTOK];
+    const char *pp = tu_find("ref/stories/prompts.txt");
+    char *txt = tu_read_file(pp, NULL);
+    size_t np = tu_parse_ids(strrchr(strtok(txt, "\n"), '|') + 1, prompt, MAXTOK);
+    size_t ng = read_ids("ref/stories/p1.greedy.txt", greedy, MAXTOK);
+    struct run r = {m, ctx, hr_model_n_vocab(m)};
+    /* the F32 tolerance does not hold for an F16 cache: compare with 1e-2 */
+    hr_ctx_truncate(ctx, 0);
+    cr_assert_eq(hr_ctx_eval(ctx, prompt, (int32_t)np, true, &err), 0);
+    size_t len;
+    float *ref = tu_read_file(tu_find("ref/stories/p1.logits.f32"), &len);
+    double max_diff = 0;
+    for (size_t t = 0; t < np; t++)
+        for (int i = 0; i < r.n_vocab; i++)
+            max_diff = fmax(max_diff, fabs(hr_ctx_logits(ctx, (int32_t)t)[i] -
+                                           ref[t * (size_t)r.n_vocab + (size_t)i]));
+    cr_expect_leq(max_diff, 1e-2, "F16 cache: max |logit - ref| = %g", max_diff);
+    cr_expect_gt(max_diff, 0.0, "an F16 cache should round something");
+    check_teacher_forced("stories260K f16-cache", &r, prompt, np, greedy, ng, 0.95);
+    free(ref);
+    free(txt);
+    close_model(&r);
+}
