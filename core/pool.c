@@ -1,10 +1,15 @@
 /*
  * pool.c — persistent compute threads (see pool.h).
  *
- * A run publishes (fn, arg, n) under the mutex and bumps a generation
- * counter; workers wake, then claim indexes from an atomic counter until it
- * passes n. The caller works too, then waits until every worker has checked
- * out of the generation, so the next run cannot race with a straggler.
+ * A decode step runs a few hundred short parallel sections (every matrix
+ * product, attention), so handing work to the threads must cost well under
+ * a microsecond, not the tens of microseconds of a condition-variable wake.
+ * Hence: a run publishes (fn, arg, n) and bumps an atomic generation;
+ * workers spin on the generation (with a pause hint) for a while before they
+ * fall back to sleeping on a condition variable, claim indexes from an
+ * atomic counter, and count themselves out on `pending`; the caller works
+ * too, then spins until `pending` is zero. Idle workers sleep after ~1 ms of
+ * spinning, so an idle daemon does not burn CPU.
  */
 #include "pool.h"
 
@@ -14,14 +19,27 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* spins before a worker sleeps (a pause is ~10-100 ns) */
+#define SPIN_LIMIT (1 << 15)
+
 struct pool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    uint64_t generation;
-    int active; /* workers still inside the current generation */
-    bool stop;
+    pthread_cond_t wake;
+    atomic_uint_fast64_t generation;
+    atomic_int sleepers;
+    atomic_int pending; /* workers still inside the current generation */
+    atomic_bool stop;
+    /* the current run; written before the generation is bumped */
     pool_fn fn;
     void *arg;
     int64_t n;
@@ -43,26 +61,38 @@ static void work(struct pool *p, int id)
     }
 }
 
+/* Waits until the generation differs from `seen`; returns false on stop. */
+static bool wait_generation(struct pool *p, uint64_t seen)
+{
+    for (int spins = 0; atomic_load(&p->generation) == seen; spins++) {
+        if (atomic_load(&p->stop))
+            return false;
+        if (spins < SPIN_LIMIT) {
+            cpu_relax();
+            continue;
+        }
+        pthread_mutex_lock(&p->mu);
+        atomic_fetch_add(&p->sleepers, 1);
+        while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
+            pthread_cond_wait(&p->wake, &p->mu);
+        atomic_fetch_sub(&p->sleepers, 1);
+        pthread_mutex_unlock(&p->mu);
+        spins = 0;
+    }
+    return !atomic_load(&p->stop);
+}
+
 static void *worker_main(void *varg)
 {
     struct pool *p = ((struct worker_arg *)varg)->pool;
     int id = ((struct worker_arg *)varg)->id;
     free(varg);
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (!p->stop && p->generation == seen)
-            pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop)
-            break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+    while (wait_generation(p, seen)) {
+        seen = atomic_load(&p->generation);
         work(p, id);
-        pthread_mutex_lock(&p->mu);
-        if (--p->active == 0)
-            pthread_cond_signal(&p->done);
+        atomic_fetch_sub(&p->pending, 1);
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -73,14 +103,17 @@ int pool_new(int n_threads, struct pool **out)
     struct pool *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
-    p->n_threads = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->stop, false);
+    atomic_init(&p->next, 0);
+    p->n_threads = 1; /* counts threads started so far, for cleanup */
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->threads)
         goto fail;
-    p->n_threads = 1; /* counts threads started so far, for cleanup */
     for (int i = 1; i < n_threads; i++) {
         struct worker_arg *wa = malloc(sizeof *wa);
         if (!wa)
@@ -93,7 +126,6 @@ int pool_new(int n_threads, struct pool **out)
         }
         p->n_threads = i + 1;
     }
-    p->n_threads = n_threads;
     *out = p;
     return 0;
 fail:
@@ -106,16 +138,14 @@ void pool_free(struct pool *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    p->stop = true;
+    atomic_store(&p->stop, true);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n_threads; i++)
-        if (p->threads && p->threads[i])
-            pthread_join(p->threads[i], NULL);
+        pthread_join(p->threads[i], NULL);
     free(p->threads);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
     free(p);
 }
 
@@ -133,18 +163,18 @@ void pool_run(struct pool *p, pool_fn fn, void *arg, int64_t n)
             fn(arg, i, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
     p->n = n;
     atomic_store(&p->next, 0);
-    p->active = p->n_threads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->pending, p->n_threads - 1);
+    atomic_fetch_add(&p->generation, 1); /* publishes the fields above */
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->mu);
+    }
     work(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->active > 0)
-        pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    while (atomic_load(&p->pending) > 0)
+        cpu_relax();
 }
