@@ -23,6 +23,10 @@ static const struct command {
     {"logits", cmd_logits,
      "logits -m MODEL --tokens ID,ID,... -o FILE [-t THREADS]\n"
      "      evaluate the tokens as one batch; write float32 logits [n_tokens][n_vocab]"},
+    {"quantize", cmd_quantize,
+     "quantize IN OUT TYPE [-t THREADS]\n"
+     "      convert an F32/F16/BF16 model to TYPE as llama-quantize does: f32 f16 bf16 q8_0\n"
+     "      q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k"},
 };
 
 static void usage(FILE *f)

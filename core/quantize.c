@@ -554,6 +554,18 @@ static bool skip_key(const char *key, void *ud)
            !strcmp(key, "split.tensors.count");
 }
 
+/* Makes an error about the input name the input file (the GGUF reader's
+ * parse errors name the field, not the file). Keeps the offset. */
+static int about_input(struct hr_err *err, int rc, const char *path)
+{
+    if (err && !strstr(err->msg, path)) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        hr_err_set(err, rc, err->offset, "%s: %s", path, msg);
+    }
+    return rc;
+}
+
 static bool is_float_type(uint32_t t)
 {
     return t == HR_TYPE_F32 || t == HR_TYPE_F16 || t == HR_TYPE_BF16;
@@ -587,12 +599,15 @@ int quantize_model(const char *in_path, const char *out_path, const struct quant
         sin.st_ino == sout.st_ino)
         return hr_err_set(err, -EEXIST, -1, "'%s' and '%s' are the same file", in_path, out_path);
 
+    hr_err_clear(err);
     if ((rc = gguf_open(in_path, GGUF_DEFAULT_BUDGET, &f, err)) < 0)
-        return rc;
-    if ((rc = quantize_model_info_init(&info, f, err)) < 0)
+        return about_input(err, rc, in_path);
+    if ((rc = quantize_model_info_init(&info, f, err)) < 0) {
+        rc = about_input(err, rc, in_path);
         goto fail;
+    }
     if (f->n_tensors > INT32_MAX) {
-        rc = hr_err_set(err, -EINVAL, -1, "too many tensors (%llu)",
+        rc = hr_err_set(err, -EINVAL, -1, "%s: too many tensors (%llu)", in_path,
                         (unsigned long long)f->n_tensors);
         goto fail;
     }
@@ -615,6 +630,7 @@ int quantize_model(const char *in_path, const char *out_path, const struct quant
                                   "quantize needs an F32, F16 or BF16 model)"
                                 : "tensor %s has type %s, which hearth quantize does not handle",
                             t->name, tn ? tn : "?");
+            rc = about_input(err, rc, in_path);
             goto fail;
         }
         int nt = choose(&info, t->name, t->ne, p->ftype, &pl->fell);
@@ -622,6 +638,7 @@ int quantize_model(const char *in_path, const char *out_path, const struct quant
             rc = hr_err_set(err, -EINVAL, (int64_t)t->info_offset,
                             "cannot tell the layer of tensor %s (n_layer %d)", t->name,
                             info.n_layer);
+            rc = about_input(err, rc, in_path);
             goto fail;
         }
         pl->to_type = nt == QUANTIZE_KEEP ? t->type : (uint32_t)nt;
