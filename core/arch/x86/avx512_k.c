@@ -1,7 +1,617 @@
-/* avx512_k.c — SIMD kernels (in progress): registers nothing yet. */
+/*
+ * avx512_k.c — AVX-512 (F/BW/VL/DQ + VNNI) dot products and register-tiled
+ * matrix tiles of the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against Q8_K
+ * activations. The Q8_K activation quantizer comes from the AVX2 level
+ * (avx2_k.c): 512-bit registers buy nothing there.
+ *
+ * Integer arithmetic, exact. Every weight quant is first made unsigned by the
+ * offset its format defines (Q3_K: q + 4 in 0..7, Q6_K: q + 32 in 0..63;
+ * Q2_K/Q4_K/Q5_K are unsigned already), so one vpmaddubsw multiplies 64
+ * unsigned weight bytes by 64 signed activation bytes into 32 int16 pair
+ * sums (at most 2·63·128 = 16128: never saturates), and one vpdpwssd (VNNI)
+ * multiplies those by the sub-block scales and accumulates in int32. The
+ * offsets come back through the Q8_K bsums: Σ_j sc_j·Σ_e (u_e − off)·a_e =
+ * Σ_j sc_j·Σ_e u_e·a_e − off·Σ_j sc_j·bsums_j, which is exactly the reference's
+ * integer sum (bsums are the sums of the quants; every Q8_K quantizer writes
+ * them so). The min terms of Q2_K/Q4_K/Q5_K use the bsums as the reference
+ * does. Per super-block the integer sums are therefore the reference's, and
+ * the float expression applied to them (d·d_a·isum − dmin·d_a·msum, or
+ * (d·d_a)·isum) and the order in which super-blocks are added are the
+ * reference's too: results are bit-identical to quant_q*_K_vec_dot.
+ *
+ * Tile layout ("row lanes"): a tile of 4 weight rows keeps row r in 128-bit
+ * lane r of every zmm, 16 quants (one Q8_K bsums group) at a time; the
+ * activation group is broadcast to all four lanes (a plain load), so one
+ * maddubs + dpwssd pair serves 4 rows × 16 elements of one activation row,
+ * and the unpacked weights and scale vectors of a group are reused across up
+ * to 8 activation rows. Accumulators are one zmm per activation row; at the
+ * end of a super-block two rounds of unpack+add turn them into one zmm whose
+ * lane 4r + c holds the integer sum of (row r, column c). A single weight row
+ * (vec_dot, and tiles of one row) uses the same code with the four lanes
+ * holding four consecutive groups of that row.
+ */
+#include "../../quant_impl.h"
 #include "../arch.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define AI static inline __attribute__((always_inline))
+
+#define NCMAX 8 /* activation rows per tile */
+#ifndef PF_BYTES
+#define PF_BYTES 4096
+#endif
+#ifndef ROWWISE_NC
+#define ROWWISE_NC 2
+#endif
+#define Q8K_QS 4
+#define Q8K_BSUMS 260
+#define Q8K_SIZE 292
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+AI uint32_t ld32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+AI uint16_t ld16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+AI float ldf(const uint8_t *p)
+{
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+AI __m128i lu128(const void *p)
+{
+    return _mm_loadu_si128((const __m128i *)p);
+}
+
+AI __m256i lu256(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* 128-bit lane r = 16 bytes at rows[r] + off */
+AI __m512i ld4(const uint8_t **rows, size_t off)
+{
+    __m512i v = _mm512_castsi128_si512(lu128(rows[0] + off));
+    v = _mm512_inserti32x4(v, lu128(rows[1] + off), 1);
+    v = _mm512_inserti32x4(v, lu128(rows[2] + off), 2);
+    return _mm512_inserti32x4(v, lu128(rows[3] + off), 3);
+}
+
+/* the 32 bytes at p in both 256-bit halves */
+AI __m512i bc256(const uint8_t *p)
+{
+    return _mm512_broadcast_i64x4(lu256(p));
+}
+
+/* byte mask: 1 << lo in the low 256 bits, 1 << hi in the high ones */
+AI __m512i bits2(int lo, int hi)
+{
+    return _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << lo)),
+                              _mm256_set1_epi8((char)(1 << hi)), 1);
+}
+
+/* 16-bit lane shift counts: lo in the low 256 bits, hi in the high ones */
+AI __m512i sh2(int lo, int hi)
+{
+    return _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
+}
+
+/* ---- per-row scale decoding ----------------------------------------------------------- */
+
+/* Scales of one super-block of one row, per 16-element group g (0..15):
+ * sc[g] the integer sub-scale, mc[g] the coefficient of bsums[g] (the min
+ * for Q2_K/Q4_K/Q5_K, −offset·sc for Q3_K/Q6_K), both int16; d and dmin as
+ * fp16 bits. */
+struct rowsc {
+    __m256i sc, mc;
+    uint16_t d, dmin;
+};
+
+/* Q4_K/Q5_K 6-bit scales and mins from 12 bytes: 8 scale bytes, 8 min bytes. */
+AI void k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn)
+{
+    uint32_t a = ld32(s), b = ld32(s + 4), c = ld32(s + 8);
+    uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
+    uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
+    uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
+    *sc = sc_lo | (uint64_t)sc_hi << 32;
+    *mn = m_lo | (uint64_t)m_hi << 32;
+}
+
+/* 8 bytes → 16 int16, each byte twice (one 32-element sub-block = 2 groups) */
+AI __m256i dup8(uint64_t v)
+{
+    __m128i x = _mm_cvtsi64_si128((long long)v);
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(x, x));
+}
+
+/* Q3_K: the 16 6-bit scales, biased (0..63), as 16 bytes. */
+AI __m128i q3_scales(const uint8_t *t)
+{
+    uint32_t a = ld32(t), b = ld32(t + 4), c = ld32(t + 8);
+    uint32_t s0 = (a & 0x0f0f0f0fu) | ((c & 0x03030303u) << 4);
+    uint32_t s1 = (b & 0x0f0f0f0fu) | (((c >> 2) & 0x03030303u) << 4);
+    uint32_t s2 = ((a >> 4) & 0x0f0f0f0fu) | (((c >> 4) & 0x03030303u) << 4);
+    uint32_t s3 = ((b >> 4) & 0x0f0f0f0fu) | (((c >> 6) & 0x03030303u) << 4);
+    return _mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0);
+}
+
+AI struct rowsc row_scales(const int T, const uint8_t *b)
+{
+    struct rowsc r;
+    r.dmin = 0;
+    switch (T) {
+    case HR_TYPE_Q2_K: {
+        __m256i s = _mm256_cvtepu8_epi16(lu128(b));
+        r.sc = _mm256_and_si256(s, _mm256_set1_epi16(15));
+        r.mc = _mm256_srli_epi16(s, 4);
+        r.d = ld16(b + 80);
+        r.dmin = ld16(b + 82);
+        break;
+    }
+    case HR_TYPE_Q3_K: {
+        __m256i s = _mm256_sub_epi16(_mm256_cvtepu8_epi16(q3_scales(b + 96)),
+                                     _mm256_set1_epi16(32));
+        r.sc = s;
+        r.mc = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s, 2));
+        r.d = ld16(b + 108);
+        break;
+    }
+    case HR_TYPE_Q4_K:
+    case HR_TYPE_Q5_K: {
+        uint64_t sc, mn;
+        k4_scales(b + 4, &sc, &mn);
+        r.sc = dup8(sc);
+        r.mc = dup8(mn);
+        r.d = ld16(b);
+        r.dmin = ld16(b + 2);
+        break;
+    }
+    default: { /* Q6_K */
+        __m256i s = _mm256_cvtepi8_epi16(lu128(b + 192));
+        r.sc = s;
+        r.mc = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s, 5));
+        r.d = ld16(b + 208);
+        break;
+    }
+    }
+    return r;
+}
+
+AI int has_min(const int T)
+{
+    return T == HR_TYPE_Q2_K || T == HR_TYPE_Q4_K || T == HR_TYPE_Q5_K;
+}
+
+AI size_t blk_size(const int T)
+{
+    switch (T) {
+    case HR_TYPE_Q2_K: return 84;
+    case HR_TYPE_Q3_K: return 110;
+    case HR_TYPE_Q4_K: return 144;
+    case HR_TYPE_Q5_K: return 176;
+    default: return 210;
+    }
+}
+
+/* int16 scales → dwords holding the scale in both halves (vpdpwssd operand) */
+AI __m512i sc_dwords(__m256i sc)
+{
+    __m512i x = _mm512_cvtepu16_epi32(sc);
+    return _mm512_or_si512(x, _mm512_slli_epi32(x, 16));
+}
+
+/* ---- the tile -------------------------------------------------------------------------------- */
+
+/* Lane maps of the 4-row layout: S for group g = permute(STG[g/4]) where
+ * STG[q] lane r = row r's scale dwords of groups 4q..4q+3. */
+static const int32_t idx_grp[4][16] = {
+    {0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12},
+    {1, 1, 1, 1, 5, 5, 5, 5, 9, 9, 9, 9, 13, 13, 13, 13},
+    {2, 2, 2, 2, 6, 6, 6, 6, 10, 10, 10, 10, 14, 14, 14, 14},
+    {3, 3, 3, 3, 7, 7, 7, 7, 11, 11, 11, 11, 15, 15, 15, 15},
+};
+/* 1-row layout: lanes hold groups 4it..4it+3 */
+static const int32_t idx_it[4][16] = {
+    {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
+    {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
+    {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
+    {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15},
+};
+static const int32_t idx_rows[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+static const int32_t idx_cols[16] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3};
+
+AI __m512i ldidx(const int32_t *p)
+{
+    return _mm512_loadu_si512(p);
+}
+
+/* Per 128-bit lane: {Σa, Σb, Σc, Σd} of the lane's four dwords. */
+AI __m512i red4(__m512i a, __m512i b, __m512i c, __m512i d)
+{
+    __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+}
+
+/* Lane sums of the 4 128-bit lanes into every lane (1-row layout). */
+AI __m512i fold_lanes(__m512i v)
+{
+    v = _mm512_add_epi32(v, _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_add_epi32(v, _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
+/* Reduces acc[c0 .. c0+3] (missing ones zero) to lane 4r + c (4-row layout,
+ * MR == 4) or lane c (MR == 1). */
+AI __m512i reduce(const int MR, const int NC, const __m512i *acc, int c0)
+{
+    __m512i z = _mm512_setzero_si512();
+    __m512i a = acc[c0];
+    __m512i b = c0 + 1 < NC ? acc[c0 + 1] : z;
+    __m512i c = c0 + 2 < NC ? acc[c0 + 2] : z;
+    __m512i d = c0 + 3 < NC ? acc[c0 + 3] : z;
+    __m512i v = red4(a, b, c, d);
+    return MR == 1 ? fold_lanes(v) : v;
+}
+
+/* The unsigned quants of one 64-element stretch (it = 0..3, elements
+ * 64it..64it+63) of one row, for the 1-row layout. */
+AI __m512i row_quants(const int T, const uint8_t *b, int it)
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m03 = _mm512_set1_epi8(3);
+    switch (T) {
+    case HR_TYPE_Q2_K:
+    case HR_TYPE_Q3_K: {
+        const uint8_t *qs = b + (T == HR_TYPE_Q2_K ? 16 : 32) + 32 * (it / 2);
+        int g0 = 2 * (it % 2);
+        __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bc256(qs), sh2(2 * g0, 2 * g0 + 2)), m03);
+        if (T == HR_TYPE_Q2_K)
+            return q;
+        __mmask64 hb = _mm512_test_epi8_mask(bc256(b), bits2(2 * it, 2 * it + 1));
+        return _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(4));
+    }
+    case HR_TYPE_Q4_K:
+    case HR_TYPE_Q5_K: {
+        const uint8_t *qs = b + (T == HR_TYPE_Q4_K ? 16 : 48) + 32 * it;
+        __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bc256(qs), sh2(0, 4)), m0f);
+        if (T == HR_TYPE_Q4_K)
+            return q;
+        __mmask64 hb = _mm512_test_epi8_mask(bc256(b + 16), bits2(2 * it, 2 * it + 1));
+        return _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(16));
+    }
+    default: { /* Q6_K */
+        __m512i ql = _mm512_loadu_si512(b + 64 * (it / 2));
+        __m512i lo = it % 2 ? _mm512_srli_epi16(ql, 4) : ql;
+        __m512i qh = bc256(b + 128 + 32 * (it / 2));
+        /* bit pair g of qh to bits 4..5: g = 0,1 (even it) or 2,3 (odd) */
+        __m512i h = it % 2 ? _mm512_srlv_epi16(qh, sh2(0, 2)) : _mm512_sllv_epi16(qh, sh2(4, 2));
+        h = _mm512_and_si512(h, _mm512_set1_epi8(0x30));
+        return _mm512_ternarylogic_epi32(lo, h, m0f, 0xEC); /* (lo & 0x0f) | h */
+    }
+    }
+}
+
+/*
+ * y[c*ldy + r] = Σ_k W_r[k]·X_c[k] for r < nr, c < NC. MR is 4 (rows[] holds
+ * 4 pointers, duplicates past nr) or 1.
+ */
+AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size_t ldy,
+             const uint8_t **rows, int nr, const uint8_t *x, size_t x_stride)
+{
+    const size_t bs = blk_size(T);
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m03 = _mm512_set1_epi8(3);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    (void)m03;
+    (void)m30;
+    const int NV = (NC + 3) / 4; /* output vectors: 4 columns each */
+    __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *b[4];
+        for (int r = 0; r < MR; r++)
+            b[r] = rows[r] + (size_t)i * bs;
+        const uint8_t *xq[NCMAX];
+        for (int c = 0; c < NC; c++)
+            xq[c] = x + (size_t)c * x_stride + (size_t)i * Q8K_SIZE;
+
+        /* the hardware prefetcher alone leaves a weight stream well below
+         * memory bandwidth: ask for the bytes PF_BYTES ahead */
+        for (int r = 0; r < MR; r++)
+            for (size_t o = 0; o < bs; o += 64)
+                _mm_prefetch((const char *)b[r] + PF_BYTES + o, _MM_HINT_T0);
+
+        struct rowsc rs[4];
+        for (int r = 0; r < MR; r++)
+            rs[r] = row_scales(T, b[r]);
+
+        /* bsums terms: lanes of acc (folded types) or accm (min types) */
+        __m512i acc[NCMAX], accm[NCMAX];
+        if (MR == 4) {
+            __m512i a01 = _mm512_inserti64x4(_mm512_castsi256_si512(rs[0].mc), rs[1].mc, 1);
+            __m512i a23 = _mm512_inserti64x4(_mm512_castsi256_si512(rs[2].mc), rs[3].mc, 1);
+            __m512i mlo = _mm512_shuffle_i64x2(a01, a23, _MM_SHUFFLE(2, 0, 2, 0));
+            __m512i mhi = _mm512_shuffle_i64x2(a01, a23, _MM_SHUFFLE(3, 1, 3, 1));
+            for (int c = 0; c < NC; c++) {
+                __m512i bl = _mm512_broadcast_i32x4(lu128(xq[c] + Q8K_BSUMS));
+                __m512i bh = _mm512_broadcast_i32x4(lu128(xq[c] + Q8K_BSUMS + 16));
+                __m512i t = _mm512_dpwssd_epi32(_mm512_setzero_si512(), bl, mlo);
+                t = _mm512_dpwssd_epi32(t, bh, mhi);
+                if (has_min(T))
+                    accm[c] = t;
+                else
+                    acc[c] = t;
+            }
+        } else {
+            __m512i m = _mm512_zextsi256_si512(rs[0].mc);
+            for (int c = 0; c < NC; c++) {
+                __m512i t = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                                _mm512_zextsi256_si512(lu256(xq[c] + Q8K_BSUMS)),
+                                                m);
+                if (has_min(T))
+                    accm[c] = t;
+                else
+                    acc[c] = t;
+            }
+        }
+        /* 1-row tiles of up to 2 columns reduce both sums together below */
+        const int joint = MR == 1 && NC <= 2 && has_min(T);
+        __m512i msum[2];
+        if (has_min(T)) {
+            if (!joint)
+                for (int v = 0; v < NV; v++)
+                    msum[v] = reduce(MR, NC, accm, 4 * v);
+            for (int c = 0; c < NC; c++)
+                acc[c] = _mm512_setzero_si512();
+        }
+
+        /* the integer dot products */
+        if (MR == 4) {
+            __m512i sc[4];
+            for (int r = 0; r < 4; r++)
+                sc[r] = sc_dwords(rs[r].sc);
+            __m512i t0 = _mm512_shuffle_i64x2(sc[0], sc[1], _MM_SHUFFLE(1, 0, 1, 0));
+            __m512i t1 = _mm512_shuffle_i64x2(sc[0], sc[1], _MM_SHUFFLE(3, 2, 3, 2));
+            __m512i t2 = _mm512_shuffle_i64x2(sc[2], sc[3], _MM_SHUFFLE(1, 0, 1, 0));
+            __m512i t3 = _mm512_shuffle_i64x2(sc[2], sc[3], _MM_SHUFFLE(3, 2, 3, 2));
+            __m512i stg[4];
+            stg[0] = _mm512_shuffle_i64x2(t0, t2, _MM_SHUFFLE(2, 0, 2, 0));
+            stg[1] = _mm512_shuffle_i64x2(t0, t2, _MM_SHUFFLE(3, 1, 3, 1));
+            stg[2] = _mm512_shuffle_i64x2(t1, t3, _MM_SHUFFLE(2, 0, 2, 0));
+            stg[3] = _mm512_shuffle_i64x2(t1, t3, _MM_SHUFFLE(3, 1, 3, 1));
+
+#define APPLY4(g, W)                                                                           \
+    do {                                                                                       \
+        __m512i S_ = _mm512_permutexvar_epi32(ldidx(idx_grp[(g) % 4]), stg[(g) / 4]);          \
+        __m512i W_ = (W);                                                                      \
+        for (int c_ = 0; c_ < NC; c_++) {                                                      \
+            __m512i Y_ = _mm512_broadcast_i32x4(lu128(xq[c_] + Q8K_QS + 16 * (g)));            \
+            acc[c_] = _mm512_dpwssd_epi32(acc[c_], _mm512_maddubs_epi16(W_, Y_), S_);          \
+        }                                                                                      \
+    } while (0)
+
+            switch (T) {
+            case HR_TYPE_Q4_K:
+                for (int p = 0; p < 8; p++) {
+                    __m512i R = ld4(b, 16 + 16 * (size_t)p);
+                    int g = 4 * (p / 2) + p % 2;
+                    APPLY4(g, _mm512_and_si512(R, m0f));
+                    APPLY4(g + 2, _mm512_and_si512(_mm512_srli_epi16(R, 4), m0f));
+                }
+                break;
+            case HR_TYPE_Q5_K: {
+                __m512i qh[2] = {ld4(b, 16), ld4(b, 32)};
+                const __m512i k16 = _mm512_set1_epi8(16);
+                for (int p = 0; p < 8; p++) {
+                    __m512i R = ld4(b, 48 + 16 * (size_t)p);
+                    int g = 4 * (p / 2) + p % 2;
+                    __m512i lo = _mm512_and_si512(R, m0f);
+                    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(R, 4), m0f);
+                    __mmask64 hl = _mm512_test_epi8_mask(qh[g % 2],
+                                                         _mm512_set1_epi8((char)(1 << (g / 2))));
+                    __mmask64 hh = _mm512_test_epi8_mask(
+                        qh[g % 2], _mm512_set1_epi8((char)(1 << ((g + 2) / 2))));
+                    APPLY4(g, _mm512_mask_add_epi8(lo, hl, lo, k16));
+                    APPLY4(g + 2, _mm512_mask_add_epi8(hi, hh, hi, k16));
+                }
+                break;
+            }
+            case HR_TYPE_Q6_K:
+                /* ql piece p (16 bytes at 16p): h = p/4, gg&1 = (p/2)&1, l16 = p&1;
+                 * group g = 8h + 2gg + l16 takes the low nibble for gg < 2. qh
+                 * piece ph (at 128 + 16ph): h = ph/2, l16 = ph&1, bit pair gg. */
+                for (int ph = 0; ph < 4; ph++) {
+                    __m512i H = ld4(b, 128 + 16 * (size_t)ph);
+                    int h = ph / 2, l16 = ph % 2;
+                    __m512i hs[4];
+                    hs[0] = _mm512_and_si512(_mm512_slli_epi16(H, 4), m30);
+                    hs[1] = _mm512_and_si512(_mm512_slli_epi16(H, 2), m30);
+                    hs[2] = _mm512_and_si512(H, m30);
+                    hs[3] = _mm512_and_si512(_mm512_srli_epi16(H, 2), m30);
+                    for (int odd = 0; odd < 2; odd++) {
+                        __m512i L = ld4(b, 16 * (size_t)(4 * h + 2 * odd + l16));
+                        int gg = odd; /* low nibble: gg = odd, high: gg = odd + 2 */
+                        APPLY4(8 * h + 2 * gg + l16,
+                               _mm512_ternarylogic_epi32(L, hs[gg], m0f, 0xEC));
+                        APPLY4(8 * h + 2 * (gg + 2) + l16,
+                               _mm512_ternarylogic_epi32(_mm512_srli_epi16(L, 4), hs[gg + 2],
+                                                         m0f, 0xEC));
+                    }
+                }
+                break;
+            default: { /* Q2_K, Q3_K: qs piece pq (h = pq/2, l16 = pq&1), bit pair gg */
+                const size_t qo = T == HR_TYPE_Q2_K ? 16 : 32;
+                __m512i hm[2];
+                if (T == HR_TYPE_Q3_K) {
+                    hm[0] = ld4(b, 0);
+                    hm[1] = ld4(b, 16);
+                }
+                for (int pq = 0; pq < 4; pq++) {
+                    __m512i R = ld4(b, qo + 16 * (size_t)pq);
+                    int h = pq / 2, l16 = pq % 2;
+                    for (int gg = 0; gg < 4; gg++) {
+                        int g = 8 * h + 2 * gg + l16;
+                        __m512i q = _mm512_and_si512(_mm512_srli_epi16(R, 2 * gg), m03);
+                        if (T == HR_TYPE_Q3_K) {
+                            __mmask64 hb = _mm512_test_epi8_mask(
+                                hm[g % 2], _mm512_set1_epi8((char)(1 << (g / 2))));
+                            q = _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(4));
+                        }
+                        APPLY4(g, q);
+                    }
+                }
+                break;
+            }
+            }
+#undef APPLY4
+        } else {
+            __m512i scd = sc_dwords(rs[0].sc);
+            for (int it = 0; it < 4; it++) {
+                __m512i S = _mm512_permutexvar_epi32(ldidx(idx_it[it]), scd);
+                __m512i W = row_quants(T, b[0], it);
+                for (int c = 0; c < NC; c++) {
+                    __m512i Y = _mm512_loadu_si512(xq[c] + Q8K_QS + 64 * it);
+                    acc[c] = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(W, Y), S);
+                }
+            }
+        }
+
+        /* float part, lane 4r + c, in the reference's order */
+        uint16_t dh[4] = {0, 0, 0, 0}, mh[4] = {0, 0, 0, 0};
+        for (int r = 0; r < MR; r++) {
+            dh[r] = rs[r].d;
+            mh[r] = rs[r].dmin;
+        }
+        const __m512i ir = MR == 4 ? ldidx(idx_rows) : _mm512_setzero_si512();
+        const __m512i ic = ldidx(idx_cols);
+        __m512 dv = _mm512_permutexvar_ps(ir, _mm512_castps128_ps512(_mm_cvtph_ps(
+                                                  _mm_loadl_epi64((const __m128i *)dh))));
+        __m512 mv = _mm512_setzero_ps();
+        if (has_min(T))
+            mv = _mm512_permutexvar_ps(ir, _mm512_castps128_ps512(_mm_cvtph_ps(
+                                               _mm_loadl_epi64((const __m128i *)mh))));
+        for (int v = 0; v < NV; v++) {
+            float dyv[4];
+            for (int c = 0; c < 4; c++)
+                dyv[c] = 4 * v + c < NC ? ldf(xq[4 * v + c]) : 0.0f;
+            __m512 dy = _mm512_permutexvar_ps(
+                ic, _mm512_castps128_ps512(_mm_setr_ps(dyv[0], dyv[1], dyv[2], dyv[3])));
+            __m512i isum;
+            if (joint) {
+                __m512i z = _mm512_setzero_si512();
+                isum = fold_lanes(red4(acc[0], NC > 1 ? acc[1] : z, accm[0], NC > 1 ? accm[1] : z));
+                msum[0] = _mm512_shuffle_epi32(isum, _MM_PERM_BADC);
+            } else {
+                isum = reduce(MR, NC, acc, 4 * v);
+            }
+            __m512 t = _mm512_mul_ps(_mm512_mul_ps(dv, dy), _mm512_cvtepi32_ps(isum));
+            if (has_min(T))
+                t = _mm512_sub_ps(t, _mm512_mul_ps(_mm512_mul_ps(mv, dy),
+                                                   _mm512_cvtepi32_ps(msum[v])));
+            sum[v] = _mm512_add_ps(sum[v], t);
+        }
+    }
+
+    float out[2][16];
+    for (int v = 0; v < NV; v++)
+        _mm512_storeu_ps(out[v], sum[v]);
+    for (int c = 0; c < NC; c++)
+        for (int r = 0; r < nr; r++)
+            y[(size_t)c * ldy + (size_t)r] = MR == 4 ? out[c / 4][4 * r + c % 4] : out[c / 4][c % 4];
+}
+
+/* ---- entry points ------------------------------------------------------------------------- */
+
+/* one weight row against nc activation rows, 4 at a time */
+AI void gemm_rows1(const int T, int64_t n, float *y, size_t ldy, const uint8_t *w,
+                   const void *x, size_t x_stride, int nc)
+{
+    const uint8_t *rows[4] = {w, w, w, w};
+    const uint8_t *xb = x;
+    int64_t nb = n / QK_K;
+    for (int c0 = 0; c0 < nc; c0 += 4) {
+        float *yc = y + (size_t)c0 * ldy;
+        const uint8_t *xc = xb + (size_t)c0 * x_stride;
+        switch (nc - c0) {
+        case 1: tile(T, 1, 1, nb, yc, ldy, rows, 1, xc, x_stride); break;
+        case 2: tile(T, 1, 2, nb, yc, ldy, rows, 1, xc, x_stride); break;
+        case 3: tile(T, 1, 3, nb, yc, ldy, rows, 1, xc, x_stride); break;
+        default: tile(T, 1, 4, nb, yc, ldy, rows, 1, xc, x_stride); break;
+        }
+    }
+}
+
+AI void gemm_any(const int T, int64_t n, float *y, size_t ldy, const void *w, size_t w_stride,
+                 int nr, const void *x, size_t x_stride, int nc)
+{
+    if (nr == 1 || nc <= ROWWISE_NC) {
+        for (int r = 0; r < nr; r++)
+            gemm_rows1(T, n, y + r, ldy, (const uint8_t *)w + (size_t)r * w_stride, x,
+                       x_stride, nc);
+        return;
+    }
+    const uint8_t *rows[4];
+    for (int r = 0; r < 4; r++)
+        rows[r] = (const uint8_t *)w + (size_t)(r < nr ? r : nr - 1) * w_stride;
+    const uint8_t *xb = x;
+    int64_t nb = n / QK_K;
+    switch (nc) {
+    case 1: tile(T, 4, 1, nb, y, ldy, rows, nr, xb, x_stride); break;
+    case 2: tile(T, 4, 2, nb, y, ldy, rows, nr, xb, x_stride); break;
+    case 3: tile(T, 4, 3, nb, y, ldy, rows, nr, xb, x_stride); break;
+    case 4: tile(T, 4, 4, nb, y, ldy, rows, nr, xb, x_stride); break;
+    case 5: tile(T, 4, 5, nb, y, ldy, rows, nr, xb, x_stride); break;
+    case 6: tile(T, 4, 6, nb, y, ldy, rows, nr, xb, x_stride); break;
+    case 7: tile(T, 4, 7, nb, y, ldy, rows, nr, xb, x_stride); break;
+    default: tile(T, 4, 8, nb, y, ldy, rows, nr, xb, x_stride); break;
+    }
+}
+
+#define DEFINE_TYPE(NAME, T)                                                                   \
+    static void NAME##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t w_stride,  \
+                            int nr, const void *x, size_t x_stride, int nc)                    \
+    {                                                                                          \
+        gemm_any(T, n, y, ldy, w, w_stride, nr, x, x_stride, nc);                              \
+    }                                                                                          \
+    static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)              \
+    {                                                                                          \
+        const uint8_t *rows[4] = {w, w, w, w};                                                 \
+        tile(T, 1, 1, n / QK_K, s, 1, rows, 1, x, 0);                                          \
+    }
+
+DEFINE_TYPE(q2_K, HR_TYPE_Q2_K)
+DEFINE_TYPE(q3_K, HR_TYPE_Q3_K)
+DEFINE_TYPE(q4_K, HR_TYPE_Q4_K)
+DEFINE_TYPE(q5_K, HR_TYPE_Q5_K)
+DEFINE_TYPE(q6_K, HR_TYPE_Q6_K)
+
+static void set(struct quant_kernels *k, quant_vec_dot_fn dot, quant_gemm_fn gemm)
+{
+    k->vec_dot = dot;
+    k->gemm = gemm;
+    k->gemm_mr = 4;
+    k->gemm_nc = NCMAX;
+}
 
 void arch_avx512_k_init(struct quant_kernels tab[HR_TYPE_COUNT])
 {
-    (void)tab;
+    set(&tab[HR_TYPE_Q2_K], q2_K_vec_dot, q2_K_gemm);
+    set(&tab[HR_TYPE_Q3_K], q3_K_vec_dot, q3_K_gemm);
+    set(&tab[HR_TYPE_Q4_K], q4_K_vec_dot, q4_K_gemm);
+    set(&tab[HR_TYPE_Q5_K], q5_K_vec_dot, q5_K_gemm);
+    set(&tab[HR_TYPE_Q6_K], q6_K_vec_dot, q6_K_gemm);
 }
