@@ -23,6 +23,16 @@ static const struct command {
     {"logits", cmd_logits,
      "logits -m MODEL --tokens ID,ID,... -o FILE [-t THREADS]\n"
      "      evaluate the tokens as one batch; write float32 logits [n_tokens][n_vocab]"},
+    {"bench", cmd_bench,
+     "bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r REPS] [--json] [--no-limits]\n"
+     "      speed: prompt processing (ppP) and generation (tgN) in tokens/s, GB/s, GOP/s\n"
+     "      and the fraction of this machine's limits\n"
+     "  bench --limits [-t THREADS] [--json]\n"
+     "      measure the machine: DRAM read bandwidth, int8 and fp32 peaks (cached)"},
+    {"mkmodel", cmd_mkmodel,
+     "mkmodel --shape NAME --type TYPE -o FILE [--seed S] [-t THREADS] | mkmodel --list\n"
+     "      write a random-weight model with the shapes, vocabulary size and tensor types\n"
+     "      of a real one (smollm2-135m qwen2.5-0.5b qwen2.5-1.5b qwen3-0.6b llama-3.2-1b)"},
     {"quantize", cmd_quantize,
      "quantize IN OUT TYPE [-t THREADS]\n"
      "      convert an F32/F16/BF16 model to TYPE as llama-quantize does: f32 f16 bf16 q8_0\n"
