@@ -344,15 +344,23 @@ static double run_team(struct team *t)
 /* Best rate of a peak kernel over five runs of ~0.15 s. */
 static double peak_rate(int threads, peak_fn fn)
 {
-    struct team t = {.n = threads, .task = TASK_PEAK, .peak = fn, .iters = 1 << 14};
-    double rate = run_team(&t); /* calibrate */
-    if (rate <= 0)
-        return rate;
-    /* iterations per thread for ~0.15 s: ops per iteration from one run */
     uint64_t sink = 0;
-    double per_iter = fn(1, &sink);
-    double iters = 0.15 * rate / threads / per_iter;
-    t.iters = iters < 1 << 14 ? 1 << 14 : (int64_t)iters;
+    const double per_iter = fn(1, &sink); /* operations per iteration and thread */
+    struct team t = {.n = threads, .task = TASK_PEAK, .peak = fn, .iters = 1 << 12};
+    /* calibrate: grow the run until it takes >= 20 ms (thread start-up no
+     * longer matters), then size it for ~0.15 s */
+    for (;;) {
+        double rate = run_team(&t);
+        if (rate <= 0)
+            return rate;
+        double secs = per_iter * (double)t.iters * threads / rate;
+        if (secs >= 0.02 || t.iters >= (int64_t)1 << 40) {
+            double iters = (double)t.iters * 0.15 / secs;
+            t.iters = iters < 1 ? 1 : (int64_t)iters;
+            break;
+        }
+        t.iters *= 4;
+    }
     double best = 0;
     for (int r = 0; r < 5; r++) {
         double x = run_team(&t);
