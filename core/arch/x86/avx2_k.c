@@ -303,7 +303,7 @@ static const uint8_t shuf_grp[8][32] = {
                 qh_[0] = ld2(ra + 16, rb + 16);                                                \
                 qh_[1] = ld2(ra + 32, rb + 32);                                                \
             }                                                                                  \
-            for (int p_ = 0; p_ < 8; p_++) {                                                   \
+            _Pragma("GCC unroll 16") for (int p_ = 0; p_ < 8; p_++) {                          \
                 __m256i R_ = ld2(ra + qo_ + 16 * p_, rb + qo_ + 16 * p_);                      \
                 int g_ = 4 * (p_ / 2) + p_ % 2;                                                \
                 __m256i lo_ = _mm256_and_si256(R_, m0f_);                                      \
@@ -327,7 +327,7 @@ static const uint8_t shuf_grp[8][32] = {
             break;                                                                             \
         }                                                                                      \
         case HR_TYPE_Q6_K:                                                                     \
-            for (int ph_ = 0; ph_ < 4; ph_++) {                                                \
+            _Pragma("GCC unroll 16") for (int ph_ = 0; ph_ < 4; ph_++) {                       \
                 __m256i H_ = ld2(ra + 128 + 16 * ph_, rb + 128 + 16 * ph_);                    \
                 int h_ = ph_ / 2, l16_ = ph_ % 2;                                              \
                 __m256i hs_[4];                                                                \
@@ -335,7 +335,7 @@ static const uint8_t shuf_grp[8][32] = {
                 hs_[1] = _mm256_and_si256(_mm256_slli_epi16(H_, 2), m30_);                     \
                 hs_[2] = _mm256_and_si256(H_, m30_);                                           \
                 hs_[3] = _mm256_and_si256(_mm256_srli_epi16(H_, 2), m30_);                     \
-                for (int odd_ = 0; odd_ < 2; odd_++) {                                         \
+                _Pragma("GCC unroll 16") for (int odd_ = 0; odd_ < 2; odd_++) {                \
                     size_t lo_off_ = 16 * (size_t)(4 * h_ + 2 * odd_ + l16_);                  \
                     __m256i L_ = ld2(ra + lo_off_, rb + lo_off_);                              \
                     APPLY(8 * h_ + 2 * odd_ + l16_,                                            \
@@ -353,10 +353,10 @@ static const uint8_t shuf_grp[8][32] = {
                 hm_[0] = ld2(ra, rb);                                                          \
                 hm_[1] = ld2(ra + 16, rb + 16);                                                \
             }                                                                                  \
-            for (int pq_ = 0; pq_ < 4; pq_++) {                                                \
+            _Pragma("GCC unroll 16") for (int pq_ = 0; pq_ < 4; pq_++) {                       \
                 __m256i R_ = ld2(ra + qo_ + 16 * pq_, rb + qo_ + 16 * pq_);                    \
                 int h_ = pq_ / 2, l16_ = pq_ % 2;                                              \
-                for (int gg_ = 0; gg_ < 4; gg_++) {                                            \
+                _Pragma("GCC unroll 16") for (int gg_ = 0; gg_ < 4; gg_++) {                   \
                     int g_ = 8 * h_ + 2 * gg_ + l16_;                                          \
                     __m256i q_ = _mm256_and_si256(_mm256_srli_epi16(R_, 2 * gg_), m03_);       \
                     if (T == HR_TYPE_Q3_K) {                                                   \
@@ -391,21 +391,26 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
 
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b[MR];
+        #pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             b[r] = rows[r] + (size_t)i * bs;
         const uint8_t *xq[NCMAX];
+        #pragma GCC unroll 16
         for (int c = 0; c < NC; c++)
             xq[c] = x + (size_t)c * x_stride + (size_t)i * Q8K_SIZE;
+        #pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             for (size_t o = 0; o < bs; o += 64)
                 _mm_prefetch((const char *)b[r] + PF_BYTES + o, _MM_HINT_T0);
 
         float dyv[4];
+        #pragma GCC unroll 16
         for (int c = 0; c < 4; c++)
             dyv[c] = c < NC ? ldf(xq[c]) : 0.0f;
         const __m256 dy = _mm256_permutevar8x32_ps(
             _mm256_castps128_ps256(_mm_setr_ps(dyv[0], dyv[1], dyv[2], dyv[3])), collanes);
 
+        #pragma GCC unroll 16
         for (int pr = 0; pr < 2; pr++) {
             const uint8_t *ra = b[2 * pr], *rb = b[2 * pr + 1];
             struct rowsc sa = row_scales(T, ra), sb = row_scales(T, rb);
@@ -414,12 +419,14 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
             __m256i mlo = _mm256_permute2x128_si256(sa.mc, sb.mc, 0x20);
             __m256i mhi = _mm256_permute2x128_si256(sa.mc, sb.mc, 0x31);
             __m256i acc[NCMAX], msum = _mm256_setzero_si256();
+            #pragma GCC unroll 16
             for (int c = 0; c < NC; c++)
                 acc[c] = _mm256_add_epi32(
                     _mm256_madd_epi16(bc128(xq[c] + Q8K_BSUMS), mlo),
                     _mm256_madd_epi16(bc128(xq[c] + Q8K_BSUMS + 16), mhi));
             if (has_min(T)) {
                 msum = red(NC, acc);
+                #pragma GCC unroll 16
                 for (int c = 0; c < NC; c++)
                     acc[c] = _mm256_setzero_si256();
             }
@@ -433,7 +440,7 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
         __m256i S_ = _mm256_shuffle_epi8((g) < 8 ? slo : shi,                                  \
                                          _mm256_loadu_si256((const __m256i *)shuf_grp[(g) % 8])); \
         __m256i W_ = (W);                                                                      \
-        for (int c_ = 0; c_ < NC; c_++) {                                                      \
+        _Pragma("GCC unroll 16") for (int c_ = 0; c_ < NC; c_++) {                             \
             __m256i P_ = _mm256_maddubs_epi16(W_, bc128(xq[c_] + Q8K_QS + 16 * (g)));          \
             acc[c_] = _mm256_add_epi32(acc[c_], _mm256_madd_epi16(P_, S_));                    \
         }                                                                                      \
@@ -463,7 +470,9 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
     float out[2][8];
     _mm256_storeu_ps(out[0], sum[0]);
     _mm256_storeu_ps(out[1], sum[1]);
+    #pragma GCC unroll 16
     for (int c = 0; c < NC; c++)
+        #pragma GCC unroll 16
         for (int r = 0; r < nr; r++)
             y[(size_t)c * ldy + (size_t)r] = out[r / 2][4 * (r % 2) + c];
 }
@@ -529,6 +538,7 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = w + (size_t)i * bs;
         const uint8_t *xq[NCMAX];
+        #pragma GCC unroll 16
         for (int c = 0; c < NC; c++)
             xq[c] = x + (size_t)c * x_stride + (size_t)i * Q8K_SIZE;
         for (size_t o = 0; o < bs; o += 64)
@@ -536,6 +546,7 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
 
         struct rowsc rs = row_scales(T, b);
         __m256i acc[NCMAX], accm[NCMAX];
+        #pragma GCC unroll 16
         for (int c = 0; c < NC; c++) {
             __m256i t = _mm256_madd_epi16(lu256(xq[c] + Q8K_BSUMS), rs.mc);
             if (has_min(T)) {
@@ -550,10 +561,12 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
         __m256i s1 = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(rs.sc, 1));
         s0 = _mm256_or_si256(s0, _mm256_slli_epi32(s0, 16));
         s1 = _mm256_or_si256(s1, _mm256_slli_epi32(s1, 16));
+        #pragma GCC unroll 16
         for (int it = 0; it < 8; it++) {
             __m256i S = _mm256_permutevar8x32_epi32(
                 it < 4 ? s0 : s1, _mm256_loadu_si256((const __m256i *)idx_it[it % 4]));
             __m256i W = row_quants(T, b, it);
+            #pragma GCC unroll 16
             for (int c = 0; c < NC; c++) {
                 __m256i P = _mm256_maddubs_epi16(W, lu256(xq[c] + Q8K_QS + 32 * it));
                 acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(P, S));
@@ -574,6 +587,7 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
                 msum = _mm256_castsi256_si128(fold_lanes(red(NC, accm)));
         }
         float dyv[4];
+        #pragma GCC unroll 16
         for (int c = 0; c < 4; c++)
             dyv[c] = c < NC ? ldf(xq[c]) : 0.0f;
         __m128 dy = _mm_setr_ps(dyv[0], dyv[1], dyv[2], dyv[3]);
@@ -587,6 +601,7 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
     }
     float out[4];
     _mm_storeu_ps(out, sum);
+    #pragma GCC unroll 16
     for (int c = 0; c < NC; c++)
         y[(size_t)c * ldy] = out[c];
 }

@@ -323,19 +323,23 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
 
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b[4];
+        #pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             b[r] = rows[r] + (size_t)i * bs;
         const uint8_t *xq[NCMAX];
+        #pragma GCC unroll 16
         for (int c = 0; c < NC; c++)
             xq[c] = x + (size_t)c * x_stride + (size_t)i * Q8K_SIZE;
 
         /* the hardware prefetcher alone leaves a weight stream well below
          * memory bandwidth: ask for the bytes PF_BYTES ahead */
+        #pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             for (size_t o = 0; o < bs; o += 64)
                 _mm_prefetch((const char *)b[r] + PF_BYTES + o, _MM_HINT_T0);
 
         struct rowsc rs[4];
+        #pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             rs[r] = row_scales(T, b[r]);
 
@@ -346,6 +350,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
             __m512i a23 = _mm512_inserti64x4(_mm512_castsi256_si512(rs[2].mc), rs[3].mc, 1);
             __m512i mlo = _mm512_shuffle_i64x2(a01, a23, _MM_SHUFFLE(2, 0, 2, 0));
             __m512i mhi = _mm512_shuffle_i64x2(a01, a23, _MM_SHUFFLE(3, 1, 3, 1));
+            #pragma GCC unroll 16
             for (int c = 0; c < NC; c++) {
                 __m512i bl = _mm512_broadcast_i32x4(lu128(xq[c] + Q8K_BSUMS));
                 __m512i bh = _mm512_broadcast_i32x4(lu128(xq[c] + Q8K_BSUMS + 16));
@@ -358,6 +363,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
             }
         } else {
             __m512i m = _mm512_zextsi256_si512(rs[0].mc);
+            #pragma GCC unroll 16
             for (int c = 0; c < NC; c++) {
                 __m512i t = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
                                                 _mm512_zextsi256_si512(lu256(xq[c] + Q8K_BSUMS)),
@@ -373,8 +379,10 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
         __m512i msum[2];
         if (has_min(T)) {
             if (!joint)
+                #pragma GCC unroll 16
                 for (int v = 0; v < NV; v++)
                     msum[v] = reduce(MR, NC, accm, 4 * v);
+            #pragma GCC unroll 16
             for (int c = 0; c < NC; c++)
                 acc[c] = _mm512_setzero_si512();
         }
@@ -382,6 +390,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
         /* the integer dot products */
         if (MR == 4) {
             __m512i sc[4];
+            #pragma GCC unroll 16
             for (int r = 0; r < 4; r++)
                 sc[r] = sc_dwords(rs[r].sc);
             __m512i t0 = _mm512_shuffle_i64x2(sc[0], sc[1], _MM_SHUFFLE(1, 0, 1, 0));
@@ -398,7 +407,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
     do {                                                                                       \
         __m512i S_ = _mm512_permutexvar_epi32(ldidx(idx_grp[(g) % 4]), stg[(g) / 4]);          \
         __m512i W_ = (W);                                                                      \
-        for (int c_ = 0; c_ < NC; c_++) {                                                      \
+        _Pragma("GCC unroll 16") for (int c_ = 0; c_ < NC; c_++) {                             \
             __m512i Y_ = _mm512_broadcast_i32x4(lu128(xq[c_] + Q8K_QS + 16 * (g)));            \
             acc[c_] = _mm512_dpwssd_epi32(acc[c_], _mm512_maddubs_epi16(W_, Y_), S_);          \
         }                                                                                      \
@@ -406,6 +415,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
 
             switch (T) {
             case HR_TYPE_Q4_K:
+                #pragma GCC unroll 16
                 for (int p = 0; p < 8; p++) {
                     __m512i R = ld4(b, 16 + 16 * (size_t)p);
                     int g = 4 * (p / 2) + p % 2;
@@ -416,6 +426,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
             case HR_TYPE_Q5_K: {
                 __m512i qh[2] = {ld4(b, 16), ld4(b, 32)};
                 const __m512i k16 = _mm512_set1_epi8(16);
+                #pragma GCC unroll 16
                 for (int p = 0; p < 8; p++) {
                     __m512i R = ld4(b, 48 + 16 * (size_t)p);
                     int g = 4 * (p / 2) + p % 2;
@@ -434,6 +445,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
                 /* ql piece p (16 bytes at 16p): h = p/4, gg&1 = (p/2)&1, l16 = p&1;
                  * group g = 8h + 2gg + l16 takes the low nibble for gg < 2. qh
                  * piece ph (at 128 + 16ph): h = ph/2, l16 = ph&1, bit pair gg. */
+                #pragma GCC unroll 16
                 for (int ph = 0; ph < 4; ph++) {
                     __m512i H = ld4(b, 128 + 16 * (size_t)ph);
                     int h = ph / 2, l16 = ph % 2;
@@ -442,6 +454,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
                     hs[1] = _mm512_and_si512(_mm512_slli_epi16(H, 2), m30);
                     hs[2] = _mm512_and_si512(H, m30);
                     hs[3] = _mm512_and_si512(_mm512_srli_epi16(H, 2), m30);
+                    #pragma GCC unroll 16
                     for (int odd = 0; odd < 2; odd++) {
                         __m512i L = ld4(b, 16 * (size_t)(4 * h + 2 * odd + l16));
                         int gg = odd; /* low nibble: gg = odd, high: gg = odd + 2 */
@@ -460,9 +473,11 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
                     hm[0] = ld4(b, 0);
                     hm[1] = ld4(b, 16);
                 }
+                #pragma GCC unroll 16
                 for (int pq = 0; pq < 4; pq++) {
                     __m512i R = ld4(b, qo + 16 * (size_t)pq);
                     int h = pq / 2, l16 = pq % 2;
+                    #pragma GCC unroll 16
                     for (int gg = 0; gg < 4; gg++) {
                         int g = 8 * h + 2 * gg + l16;
                         __m512i q = _mm512_and_si512(_mm512_srli_epi16(R, 2 * gg), m03);
@@ -480,9 +495,11 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
 #undef APPLY4
         } else {
             __m512i scd = sc_dwords(rs[0].sc);
+            #pragma GCC unroll 16
             for (int it = 0; it < 4; it++) {
                 __m512i S = _mm512_permutexvar_epi32(ldidx(idx_it[it]), scd);
                 __m512i W = row_quants(T, b[0], it);
+                #pragma GCC unroll 16
                 for (int c = 0; c < NC; c++) {
                     __m512i Y = _mm512_loadu_si512(xq[c] + Q8K_QS + 64 * it);
                     acc[c] = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(W, Y), S);
@@ -492,6 +509,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
 
         /* float part, lane 4r + c, in the reference's order */
         uint16_t dh[4] = {0, 0, 0, 0}, mh[4] = {0, 0, 0, 0};
+        #pragma GCC unroll 16
         for (int r = 0; r < MR; r++) {
             dh[r] = rs[r].d;
             mh[r] = rs[r].dmin;
@@ -504,8 +522,10 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
         if (has_min(T))
             mv = _mm512_permutexvar_ps(ir, _mm512_castps128_ps512(_mm_cvtph_ps(
                                                _mm_loadl_epi64((const __m128i *)mh))));
+        #pragma GCC unroll 16
         for (int v = 0; v < NV; v++) {
             float dyv[4];
+            #pragma GCC unroll 16
             for (int c = 0; c < 4; c++)
                 dyv[c] = 4 * v + c < NC ? ldf(xq[4 * v + c]) : 0.0f;
             __m512 dy = _mm512_permutexvar_ps(
@@ -527,9 +547,12 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
     }
 
     float out[2][16];
+    #pragma GCC unroll 16
     for (int v = 0; v < NV; v++)
         _mm512_storeu_ps(out[v], sum[v]);
+    #pragma GCC unroll 16
     for (int c = 0; c < NC; c++)
+        #pragma GCC unroll 16
         for (int r = 0; r < nr; r++)
             y[(size_t)c * ldy + (size_t)r] = MR == 4 ? out[c / 4][4 * r + c % 4] : out[c / 4][c % 4];
 }
