@@ -14,9 +14,9 @@
  *    than the caches, one activation row (decode: memory-bound);
  *  - gemm nc=1: the same matrix through gemm tiles of gemm_mr rows × 1 token
  *    (how the forward pass decodes when a gemm kernel exists);
- *  - tile: GOP/s (2 ops per multiply-add) of full gemm_mr × gemm_nc tiles over
- *    64 rows × 4096 and gemm_nc tokens, all resident in L2 (prompt
- *    processing: compute-bound).
+ *  - tiles: GOP/s (2 ops per multiply-add) of gemm_mr × nc tiles over 64 rows
+ *    × 4096 and nc tokens, all resident in L2, for nc = gemm_nc (prompt
+ *    processing: compute-bound) and narrower edge tiles.
  */
 #include "arch/arch.h"
 #include "quant.h"
@@ -130,20 +130,26 @@ static void bench_type(uint32_t type)
                 best = t < best ? t : best;
             }
             printf("  gemm nc=1 %6.2f GB/s", (double)row * (double)rows / best / 1e9);
-            /* L2-resident tiles */
+            /* L2-resident tiles: full ones, and narrower edge shapes */
             const int64_t R = 64;
-            int nc = k->gemm_nc;
-            int iters = 0;
-            double t0 = now(), t;
-            do {
-                for (int64_t r = 0; r < R; r += k->gemm_mr)
-                    k->gemm(n, &y[r], (size_t)R, w + (size_t)r * row, row, k->gemm_mr, xq, xrow,
-                            nc);
-                iters++;
-                t = now() - t0;
-            } while (t < 0.3);
-            double ops = 2.0 * (double)n * (double)R * (double)nc * iters;
-            printf("  tile %dx%d %6.1f GOP/s", k->gemm_mr, nc, ops / t / 1e9);
+            int ncs[] = {k->gemm_nc, 8, 4, 2};
+            for (int q = 0; q < 4; q++) {
+                int nc = ncs[q];
+                if (nc > k->gemm_nc || (q > 0 && nc == k->gemm_nc))
+                    continue;
+                int iters = 0;
+                double t0 = now(), t;
+                do {
+                    for (int64_t r = 0; r < R; r += k->gemm_mr)
+                        k->gemm(n, &y[r], (size_t)R, w + (size_t)r * row, row, k->gemm_mr, xq,
+                                xrow, nc);
+                    iters++;
+                    t = now() - t0;
+                } while (t < 0.2);
+                double ops = 2.0 * (double)n * (double)R * (double)nc * iters;
+                printf("  %dx%d %5.1f", k->gemm_mr, nc, ops / t / 1e9);
+            }
+            printf(" GOP/s");
         }
         printf("\n");
         sink = y[0];

@@ -33,13 +33,18 @@
 #define AI static inline __attribute__((always_inline))
 
 #define MR 4 /* weight rows per tile (two row pairs) */
-#define NCMAX 4
+#define NCMAX 8 /* activation rows per tile */
 #ifndef PF_BYTES
 #define PF_BYTES 2048 /* software prefetch distance along a weight row */
 #endif
 #define Q8K_QS 4
 #define Q8K_BSUMS 260
 #define Q8K_SIZE 292
+
+/* An empty asm that claims to modify v: it pins each accumulation in order.
+ * Without it GCC reassociates the long chains of integer adds into trees,
+ * keeping dozens of partial products alive, and spills them to the stack. */
+#define KEEP(v) __asm__("" : "+x"(v))
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -261,10 +266,11 @@ AI __m256i red4(__m256i a, __m256i b, __m256i c, __m256i d)
     return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
 }
 
-AI __m256i red(const int NC, const __m256i *acc)
+/* red4 of the first min(n, 4) of acc, zeros for the rest */
+AI __m256i red(const int n, const __m256i *acc)
 {
     __m256i z = _mm256_setzero_si256();
-    return red4(acc[0], NC > 1 ? acc[1] : z, NC > 2 ? acc[2] : z, NC > 3 ? acc[3] : z);
+    return red4(acc[0], n > 1 ? acc[1] : z, n > 2 ? acc[2] : z, n > 3 ? acc[3] : z);
 }
 
 /* both 128-bit lanes summed, in both */
@@ -385,48 +391,62 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
               int nr, const uint8_t *x, size_t x_stride)
 {
     const size_t bs = blk_size(T);
-    __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    const int NV = (NC + 3) / 4; /* output vectors per row pair: 4 columns each */
+    __m256 sum[2][NCMAX / 4];
+#pragma GCC unroll 16
+    for (int v = 0; v < NCMAX / 4; v++)
+        sum[0][v] = sum[1][v] = _mm256_setzero_ps();
     const __m256i rowlanes = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     const __m256i collanes = _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3);
 
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b[MR];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             b[r] = rows[r] + (size_t)i * bs;
         const uint8_t *xq[NCMAX];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int c = 0; c < NC; c++)
             xq[c] = x + (size_t)c * x_stride + (size_t)i * Q8K_SIZE;
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             for (size_t o = 0; o < bs; o += 64)
                 _mm_prefetch((const char *)b[r] + PF_BYTES + o, _MM_HINT_T0);
 
-        float dyv[4];
-        #pragma GCC unroll 16
-        for (int c = 0; c < 4; c++)
-            dyv[c] = c < NC ? ldf(xq[c]) : 0.0f;
-        const __m256 dy = _mm256_permutevar8x32_ps(
-            _mm256_castps128_ps256(_mm_setr_ps(dyv[0], dyv[1], dyv[2], dyv[3])), collanes);
+        __m256 dy[NCMAX / 4];
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; v++) {
+            float dyv[4];
+#pragma GCC unroll 16
+            for (int c = 0; c < 4; c++)
+                dyv[c] = 4 * v + c < NC ? ldf(xq[4 * v + c]) : 0.0f;
+            dy[v] = _mm256_permutevar8x32_ps(
+                _mm256_castps128_ps256(_mm_setr_ps(dyv[0], dyv[1], dyv[2], dyv[3])), collanes);
+        }
 
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int pr = 0; pr < 2; pr++) {
+            /* a compiler barrier: without it the activation loads of the
+             * second pair are merged with the first's and the 16 × NC
+             * vectors spill to the stack */
+            __asm__ __volatile__("" ::: "memory");
             const uint8_t *ra = b[2 * pr], *rb = b[2 * pr + 1];
             struct rowsc sa = row_scales(T, ra), sb = row_scales(T, rb);
 
             /* bsums terms: lane r of the pair, per column */
             __m256i mlo = _mm256_permute2x128_si256(sa.mc, sb.mc, 0x20);
             __m256i mhi = _mm256_permute2x128_si256(sa.mc, sb.mc, 0x31);
-            __m256i acc[NCMAX], msum = _mm256_setzero_si256();
-            #pragma GCC unroll 16
+            __m256i acc[NCMAX], msum[NCMAX / 4];
+#pragma GCC unroll 16
             for (int c = 0; c < NC; c++)
                 acc[c] = _mm256_add_epi32(
                     _mm256_madd_epi16(bc128(xq[c] + Q8K_BSUMS), mlo),
                     _mm256_madd_epi16(bc128(xq[c] + Q8K_BSUMS + 16), mhi));
             if (has_min(T)) {
-                msum = red(NC, acc);
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
+                for (int v = 0; v < NV; v++)
+                    msum[v] = red(NC - 4 * v, acc + 4 * v);
+#pragma GCC unroll 16
                 for (int c = 0; c < NC; c++)
                     acc[c] = _mm256_setzero_si256();
             }
@@ -437,12 +457,14 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
 
 #define APPLY2(g, W)                                                                           \
     do {                                                                                       \
-        __m256i S_ = _mm256_shuffle_epi8((g) < 8 ? slo : shi,                                  \
-                                         _mm256_loadu_si256((const __m256i *)shuf_grp[(g) % 8])); \
+        __m256i S_ = _mm256_shuffle_epi8(                                                      \
+            (g) < 8 ? slo : shi, _mm256_loadu_si256((const __m256i *)shuf_grp[(g) % 8]));      \
         __m256i W_ = (W);                                                                      \
-        _Pragma("GCC unroll 16") for (int c_ = 0; c_ < NC; c_++) {                             \
+        _Pragma("GCC unroll 16") for (int c_ = 0; c_ < NC; c_++)                               \
+        {                                                                                      \
             __m256i P_ = _mm256_maddubs_epi16(W_, bc128(xq[c_] + Q8K_QS + 16 * (g)));          \
             acc[c_] = _mm256_add_epi32(acc[c_], _mm256_madd_epi16(P_, S_));                    \
+            KEEP(acc[c_]);                                                                     \
         }                                                                                      \
     } while (0)
 
@@ -450,31 +472,35 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
 #undef APPLY2
 
             /* lane 4r + c; the reference's float expression */
-            __m256i isum = red(NC, acc);
             uint16_t dh[8] = {sa.d, sb.d, 0, 0, 0, 0, 0, 0};
+            uint16_t mh[8] = {sa.dmin, sb.dmin, 0, 0, 0, 0, 0, 0};
             __m256 dv = _mm256_permutevar8x32_ps(
                 _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)dh))),
                 rowlanes);
-            __m256 t = _mm256_mul_ps(_mm256_mul_ps(dv, dy), _mm256_cvtepi32_ps(isum));
-            if (has_min(T)) {
-                uint16_t mh[8] = {sa.dmin, sb.dmin, 0, 0, 0, 0, 0, 0};
-                __m256 mv = _mm256_permutevar8x32_ps(
-                    _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)mh))),
-                    rowlanes);
-                t = _mm256_sub_ps(t, _mm256_mul_ps(_mm256_mul_ps(mv, dy), _mm256_cvtepi32_ps(msum)));
+            __m256 mv = _mm256_permutevar8x32_ps(
+                _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)mh))),
+                rowlanes);
+#pragma GCC unroll 16
+            for (int v = 0; v < NV; v++) {
+                __m256i isum = red(NC - 4 * v, acc + 4 * v);
+                __m256 t = _mm256_mul_ps(_mm256_mul_ps(dv, dy[v]), _mm256_cvtepi32_ps(isum));
+                if (has_min(T))
+                    t = _mm256_sub_ps(t, _mm256_mul_ps(_mm256_mul_ps(mv, dy[v]),
+                                                       _mm256_cvtepi32_ps(msum[v])));
+                sum[pr][v] = _mm256_add_ps(sum[pr][v], t);
             }
-            sum[pr] = _mm256_add_ps(sum[pr], t);
         }
     }
 
-    float out[2][8];
-    _mm256_storeu_ps(out[0], sum[0]);
-    _mm256_storeu_ps(out[1], sum[1]);
-    #pragma GCC unroll 16
+    float out[2][NCMAX / 4][8];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; v++) {
+        _mm256_storeu_ps(out[0][v], sum[0][v]);
+        _mm256_storeu_ps(out[1][v], sum[1][v]);
+    }
     for (int c = 0; c < NC; c++)
-        #pragma GCC unroll 16
         for (int r = 0; r < nr; r++)
-            y[(size_t)c * ldy + (size_t)r] = out[r / 2][4 * (r % 2) + c];
+            y[(size_t)c * ldy + (size_t)r] = out[r / 2][c / 4][4 * (r % 2) + c % 4];
 }
 
 /* ---- one weight row ------------------------------------------------------------------------ */
@@ -608,14 +634,19 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
 
 /* ---- entry points ------------------------------------------------------------------------- */
 
+/* one weight row against nc activation rows, 4 at a time */
 AI void rows1(const int T, int64_t nb, float *y, size_t ldy, const uint8_t *w, const uint8_t *x,
               size_t x_stride, int nc)
 {
-    switch (nc) {
-    case 1: tile1(T, 1, nb, y, ldy, w, x, x_stride); break;
-    case 2: tile1(T, 2, nb, y, ldy, w, x, x_stride); break;
-    case 3: tile1(T, 3, nb, y, ldy, w, x, x_stride); break;
-    default: tile1(T, 4, nb, y, ldy, w, x, x_stride); break;
+    for (int c0 = 0; c0 < nc; c0 += 4) {
+        float *yc = y + (size_t)c0 * ldy;
+        const uint8_t *xc = x + (size_t)c0 * x_stride;
+        switch (nc - c0) {
+        case 1: tile1(T, 1, nb, yc, ldy, w, xc, x_stride); break;
+        case 2: tile1(T, 2, nb, yc, ldy, w, xc, x_stride); break;
+        case 3: tile1(T, 3, nb, yc, ldy, w, xc, x_stride); break;
+        default: tile1(T, 4, nb, yc, ldy, w, xc, x_stride); break;
+        }
     }
 }
 
@@ -635,7 +666,11 @@ AI void gemm_any(const int T, int64_t n, float *y, size_t ldy, const void *w, si
     switch (nc) {
     case 2: tile4(T, 2, nb, y, ldy, rows, nr, x, x_stride); break;
     case 3: tile4(T, 3, nb, y, ldy, rows, nr, x, x_stride); break;
-    default: tile4(T, 4, nb, y, ldy, rows, nr, x, x_stride); break;
+    case 4: tile4(T, 4, nb, y, ldy, rows, nr, x, x_stride); break;
+    case 5: tile4(T, 5, nb, y, ldy, rows, nr, x, x_stride); break;
+    case 6: tile4(T, 6, nb, y, ldy, rows, nr, x, x_stride); break;
+    case 7: tile4(T, 7, nb, y, ldy, rows, nr, x, x_stride); break;
+    default: tile4(T, 8, nb, y, ldy, rows, nr, x, x_stride); break;
     }
 }
 

@@ -39,16 +39,20 @@
 
 #define AI static inline __attribute__((always_inline))
 
-#define NCMAX 8 /* activation rows per tile */
-#ifndef PF_BYTES
-#define PF_BYTES 4096
-#endif
-#ifndef ROWWISE_NC
-#define ROWWISE_NC 2
-#endif
+#define NCMAX 16 /* activation rows per tile (gemm_any's column split assumes 16) */
+#define PF_BYTES 4096 /* software prefetch distance along a weight row */
+/* Tiles of at most this many activation rows run row by row (1-row layout):
+ * decode streams weights, and the 4-row layout only pays with columns to
+ * share its unpacking. */
+#define ROWWISE_NC 1
 #define Q8K_QS 4
 #define Q8K_BSUMS 260
 #define Q8K_SIZE 292
+
+/* An empty asm that claims to modify v: keeps each accumulator a single
+ * register updated in order (GCC otherwise may reorganise the chains and
+ * spill partial results). */
+#define KEEP(v) __asm__("" : "+v"(v))
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -319,7 +323,10 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
     (void)m03;
     (void)m30;
     const int NV = (NC + 3) / 4; /* output vectors: 4 columns each */
-    __m512 sum[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 sum[NCMAX / 4];
+#pragma GCC unroll 16
+    for (int v = 0; v < NCMAX / 4; v++)
+        sum[v] = _mm512_setzero_ps();
 
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b[4];
@@ -376,7 +383,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
         }
         /* 1-row tiles of up to 2 columns reduce both sums together below */
         const int joint = MR == 1 && NC <= 2 && has_min(T);
-        __m512i msum[2];
+        __m512i msum[NCMAX / 4];
         if (has_min(T)) {
             if (!joint)
                 #pragma GCC unroll 16
@@ -410,6 +417,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
         _Pragma("GCC unroll 16") for (int c_ = 0; c_ < NC; c_++) {                             \
             __m512i Y_ = _mm512_broadcast_i32x4(lu128(xq[c_] + Q8K_QS + 16 * (g)));            \
             acc[c_] = _mm512_dpwssd_epi32(acc[c_], _mm512_maddubs_epi16(W_, Y_), S_);          \
+            KEEP(acc[c_]);                                                                     \
         }                                                                                      \
     } while (0)
 
@@ -546,7 +554,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
         }
     }
 
-    float out[2][16];
+    float out[NCMAX / 4][16];
     #pragma GCC unroll 16
     for (int v = 0; v < NV; v++)
         _mm512_storeu_ps(out[v], sum[v]);
@@ -592,15 +600,35 @@ AI void gemm_any(const int T, int64_t n, float *y, size_t ldy, const void *w, si
         rows[r] = (const uint8_t *)w + (size_t)(r < nr ? r : nr - 1) * w_stride;
     const uint8_t *xb = x;
     int64_t nb = n / QK_K;
-    switch (nc) {
-    case 1: tile(T, 4, 1, nb, y, ldy, rows, nr, xb, x_stride); break;
-    case 2: tile(T, 4, 2, nb, y, ldy, rows, nr, xb, x_stride); break;
-    case 3: tile(T, 4, 3, nb, y, ldy, rows, nr, xb, x_stride); break;
-    case 4: tile(T, 4, 4, nb, y, ldy, rows, nr, xb, x_stride); break;
-    case 5: tile(T, 4, 5, nb, y, ldy, rows, nr, xb, x_stride); break;
-    case 6: tile(T, 4, 6, nb, y, ldy, rows, nr, xb, x_stride); break;
-    case 7: tile(T, 4, 7, nb, y, ldy, rows, nr, xb, x_stride); break;
-    default: tile(T, 4, 8, nb, y, ldy, rows, nr, xb, x_stride); break;
+    /* full tiles are 16 columns; an edge tile runs as pieces of 12, 8, 4
+     * and the 1..3 left over */
+    for (int c0 = 0; c0 < nc;) {
+        float *yc = y + (size_t)c0 * ldy;
+        const uint8_t *xc = xb + (size_t)c0 * x_stride;
+        int left = nc - c0, k;
+        if (left >= 16) {
+            k = 16;
+            tile(T, 4, 16, nb, yc, ldy, rows, nr, xc, x_stride);
+        } else if (left >= 12) {
+            k = 12;
+            tile(T, 4, 12, nb, yc, ldy, rows, nr, xc, x_stride);
+        } else if (left >= 8) {
+            k = 8;
+            tile(T, 4, 8, nb, yc, ldy, rows, nr, xc, x_stride);
+        } else if (left >= 4) {
+            k = 4;
+            tile(T, 4, 4, nb, yc, ldy, rows, nr, xc, x_stride);
+        } else if (left == 3) {
+            k = 3;
+            tile(T, 4, 3, nb, yc, ldy, rows, nr, xc, x_stride);
+        } else if (left == 2) {
+            k = 2;
+            tile(T, 4, 2, nb, yc, ldy, rows, nr, xc, x_stride);
+        } else {
+            k = 1;
+            tile(T, 4, 1, nb, yc, ldy, rows, nr, xc, x_stride);
+        }
+        c0 += k;
     }
 }
 
