@@ -632,12 +632,92 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
         y[(size_t)c * ldy] = out[c];
 }
 
+/*
+ * NB (1 or 4) consecutive super-blocks of one row against one activation
+ * row, added to *sum one block after another as the reference does; four
+ * blocks share one integer reduction and one set of float operations
+ * (lane j = block j), which a memory-bound stream cannot otherwise afford.
+ */
+AI void blocks1(const int T, const int NB, const uint8_t *w, const uint8_t *x, float *sum)
+{
+    const size_t bs = blk_size(T);
+    __m256i acc[4], accm[4];
+    uint16_t dh[8] = {0}, mh[8] = {0};
+    float dyv[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++) {
+        const uint8_t *b = w + (size_t)j * bs, *xq = x + (size_t)j * Q8K_SIZE;
+        for (size_t o = 0; o < bs; o += 64)
+            _mm_prefetch((const char *)b + PF_BYTES + o, _MM_HINT_T0);
+        struct rowsc rs = row_scales(T, b);
+        dh[j] = rs.d;
+        mh[j] = rs.dmin;
+        dyv[j] = ldf(xq);
+        __m256i t = _mm256_madd_epi16(lu256(xq + Q8K_BSUMS), rs.mc);
+        __m256i a = has_min(T) ? _mm256_setzero_si256() : t;
+        accm[j] = t;
+        __m256i s0 = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(rs.sc));
+        __m256i s1 = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(rs.sc, 1));
+        s0 = _mm256_or_si256(s0, _mm256_slli_epi32(s0, 16));
+        s1 = _mm256_or_si256(s1, _mm256_slli_epi32(s1, 16));
+#pragma GCC unroll 8
+        for (int it = 0; it < 8; it++) {
+            __m256i S = _mm256_permutevar8x32_epi32(
+                it < 4 ? s0 : s1, _mm256_loadu_si256((const __m256i *)idx_it[it % 4]));
+            __m256i P = _mm256_maddubs_epi16(row_quants(T, b, it), lu256(xq + Q8K_QS + 32 * it));
+            a = _mm256_add_epi32(a, _mm256_madd_epi16(P, S));
+            KEEP(a);
+        }
+        acc[j] = a;
+    }
+    /* lane j: block j's integer sums */
+    __m128i isum, msum = _mm_setzero_si128();
+    const __m256i z = _mm256_setzero_si256();
+    if (NB == 1) {
+        isum = _mm256_castsi256_si128(fold_lanes(red4(acc[0], has_min(T) ? accm[0] : z, z, z)));
+        msum = _mm_shuffle_epi32(isum, _MM_SHUFFLE(3, 2, 0, 1));
+    } else {
+        isum = _mm256_castsi256_si128(fold_lanes(red4(acc[0], acc[1], acc[2], acc[3])));
+        if (has_min(T))
+            msum = _mm256_castsi256_si128(fold_lanes(red4(accm[0], accm[1], accm[2], accm[3])));
+    }
+    __m128 dy = _mm_loadu_ps(dyv);
+    __m128 t = _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)dh)), dy),
+                          _mm_cvtepi32_ps(isum));
+    if (has_min(T))
+        t = _mm_sub_ps(t, _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)mh)),
+                                                dy),
+                                     _mm_cvtepi32_ps(msum)));
+    float tv[4];
+    _mm_storeu_ps(tv, t);
+    float s = *sum;
+    for (int j = 0; j < NB; j++)
+        s += tv[j];
+    *sum = s;
+}
+
+AI float dot1(const int T, int64_t nb, const uint8_t *w, const uint8_t *x)
+{
+    const size_t bs = blk_size(T);
+    float sum = 0.0f;
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4)
+        blocks1(T, 4, w + (size_t)i * bs, x + (size_t)i * Q8K_SIZE, &sum);
+    for (; i < nb; i++)
+        blocks1(T, 1, w + (size_t)i * bs, x + (size_t)i * Q8K_SIZE, &sum);
+    return sum;
+}
+
 /* ---- entry points ------------------------------------------------------------------------- */
 
 /* one weight row against nc activation rows, 4 at a time */
 AI void rows1(const int T, int64_t nb, float *y, size_t ldy, const uint8_t *w, const uint8_t *x,
               size_t x_stride, int nc)
 {
+    if (nc == 1) {
+        *y = dot1(T, nb, w, x);
+        return;
+    }
     for (int c0 = 0; c0 < nc; c0 += 4) {
         float *yc = y + (size_t)c0 * ldy;
         const uint8_t *xc = x + (size_t)c0 * x_stride;
@@ -682,7 +762,7 @@ AI void gemm_any(const int T, int64_t n, float *y, size_t ldy, const void *w, si
     }                                                                                          \
     static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)              \
     {                                                                                          \
-        tile1(T, 1, n / QK_K, s, 1, w, x, 0);                                                  \
+        *s = dot1(T, n / QK_K, w, x);                                                          \
     }
 
 DEFINE_TYPE(q2_K, HR_TYPE_Q2_K)

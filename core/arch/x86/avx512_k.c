@@ -565,6 +565,85 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
             y[(size_t)c * ldy + (size_t)r] = MR == 4 ? out[c / 4][4 * r + c % 4] : out[c / 4][c % 4];
 }
 
+/* ---- one row, one activation row (vec_dot, decode) ---------------------------------------- */
+
+/*
+ * NB (1 or 4) consecutive super-blocks of one row against one activation
+ * row, added to *sum one block after another as the reference does. Four
+ * blocks at a time share one integer reduction and one set of float
+ * operations (lane j = block j), which the per-block cost of a memory-bound
+ * stream cannot otherwise afford.
+ */
+AI void blocks1(const int T, const int NB, const uint8_t *w, const uint8_t *x, float *sum)
+{
+    const size_t bs = blk_size(T);
+    __m512i acc[4], accm[4];
+    uint16_t dh[8] = {0}, mh[8] = {0};
+    float dyv[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++) {
+        const uint8_t *b = w + (size_t)j * bs, *xq = x + (size_t)j * Q8K_SIZE;
+        for (size_t o = 0; o < bs; o += 64)
+            _mm_prefetch((const char *)b + PF_BYTES + o, _MM_HINT_T0);
+        struct rowsc rs = row_scales(T, b);
+        dh[j] = rs.d;
+        mh[j] = rs.dmin;
+        dyv[j] = ldf(xq);
+        __m512i t = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                        _mm512_zextsi256_si512(lu256(xq + Q8K_BSUMS)),
+                                        _mm512_zextsi256_si512(rs.mc));
+        __m512i a = has_min(T) ? _mm512_setzero_si512() : t;
+        accm[j] = t;
+        __m512i scd = sc_dwords(rs.sc);
+#pragma GCC unroll 4
+        for (int it = 0; it < 4; it++) {
+            __m512i S = _mm512_permutexvar_epi32(ldidx(idx_it[it]), scd);
+            __m512i P = _mm512_maddubs_epi16(row_quants(T, b, it),
+                                             _mm512_loadu_si512(xq + Q8K_QS + 64 * it));
+            a = _mm512_dpwssd_epi32(a, P, S);
+            KEEP(a);
+        }
+        acc[j] = a;
+    }
+    /* lane j: block j's integer sums */
+    __m128i isum, msum = _mm_setzero_si128();
+    const __m512i z = _mm512_setzero_si512();
+    if (NB == 1) {
+        __m512i v = fold_lanes(red4(acc[0], has_min(T) ? accm[0] : z, z, z));
+        isum = _mm512_castsi512_si128(v);
+        msum = _mm_shuffle_epi32(isum, _MM_SHUFFLE(3, 2, 0, 1));
+    } else {
+        isum = _mm512_castsi512_si128(fold_lanes(red4(acc[0], acc[1], acc[2], acc[3])));
+        if (has_min(T))
+            msum = _mm512_castsi512_si128(fold_lanes(red4(accm[0], accm[1], accm[2], accm[3])));
+    }
+    __m128 dy = _mm_loadu_ps(dyv);
+    __m128 t = _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)dh)), dy),
+                          _mm_cvtepi32_ps(isum));
+    if (has_min(T))
+        t = _mm_sub_ps(t, _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)mh)),
+                                                dy),
+                                     _mm_cvtepi32_ps(msum)));
+    float tv[4];
+    _mm_storeu_ps(tv, t);
+    float s = *sum;
+    for (int j = 0; j < NB; j++)
+        s += tv[j];
+    *sum = s;
+}
+
+AI float dot1(const int T, int64_t nb, const uint8_t *w, const uint8_t *x)
+{
+    const size_t bs = blk_size(T);
+    float sum = 0.0f;
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4)
+        blocks1(T, 4, w + (size_t)i * bs, x + (size_t)i * Q8K_SIZE, &sum);
+    for (; i < nb; i++)
+        blocks1(T, 1, w + (size_t)i * bs, x + (size_t)i * Q8K_SIZE, &sum);
+    return sum;
+}
+
 /* ---- entry points ------------------------------------------------------------------------- */
 
 /* one weight row against nc activation rows, 4 at a time */
@@ -574,6 +653,10 @@ AI void gemm_rows1(const int T, int64_t n, float *y, size_t ldy, const uint8_t *
     const uint8_t *rows[4] = {w, w, w, w};
     const uint8_t *xb = x;
     int64_t nb = n / QK_K;
+    if (nc == 1) {
+        *y = dot1(T, nb, w, xb);
+        return;
+    }
     for (int c0 = 0; c0 < nc; c0 += 4) {
         float *yc = y + (size_t)c0 * ldy;
         const uint8_t *xc = xb + (size_t)c0 * x_stride;
@@ -640,8 +723,7 @@ AI void gemm_any(const int T, int64_t n, float *y, size_t ldy, const void *w, si
     }                                                                                          \
     static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)              \
     {                                                                                          \
-        const uint8_t *rows[4] = {w, w, w, w};                                                 \
-        tile(T, 1, 1, n / QK_K, s, 1, rows, 1, x, 0);                                          \
+        *s = dot1(T, n / QK_K, w, x);                                                          \
     }
 
 DEFINE_TYPE(q2_K, HR_TYPE_Q2_K)
