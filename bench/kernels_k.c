@@ -101,8 +101,7 @@ static void bench_type(uint32_t type)
                 k->vec_dot(n, &y[r], w + (size_t)r * row, xq);
             double t = now() - t0;
             best = t < best ? t : best;
-            if (isa == 0)
-                break; /* the scalar one is slow */
+            if (isa == 0) break; /* the scalar one is slow */
         }
         double gbs = (double)row * (double)rows / best / 1e9;
         printf("%-5s %-7s vec_dot stream %6.2f GB/s", hr_type_info(type)->name,
@@ -124,8 +123,8 @@ static void bench_type(uint32_t type)
             for (int rep = 0; rep < 3; rep++) {
                 double t0 = now();
                 for (int64_t r = 0; r < rows; r += k->gemm_mr)
-                    k->gemm(n, &y[r], (size_t)rows, w + (size_t)r * row, row, k->gemm_mr, xq,
-                            xrow, 1);
+                    k->gemm(n, &y[r], (size_t)rows, w + (size_t)r * row, row, k->gemm_mr, xq, xrow,
+                            1);
                 double t = now() - t0;
                 best = t < best ? t : best;
             }
@@ -135,14 +134,13 @@ static void bench_type(uint32_t type)
             int ncs[] = {k->gemm_nc, 8, 4, 2};
             for (int q = 0; q < 4; q++) {
                 int nc = ncs[q];
-                if (nc > k->gemm_nc || (q > 0 && nc == k->gemm_nc))
-                    continue;
+                if (nc > k->gemm_nc || (q > 0 && nc == k->gemm_nc)) continue;
                 int iters = 0;
                 double t0 = now(), t;
                 do {
                     for (int64_t r = 0; r < R; r += k->gemm_mr)
-                        k->gemm(n, &y[r], (size_t)R, w + (size_t)r * row, row, k->gemm_mr, xq,
-                                xrow, nc);
+                        k->gemm(n, &y[r], (size_t)R, w + (size_t)r * row, row, k->gemm_mr, xq, xrow,
+                                nc);
                     iters++;
                     t = now() - t0;
                 } while (t < 0.2);
@@ -172,8 +170,7 @@ int main(int argc, char **argv)
     for (int a = 1; a < argc; a++) {
         uint32_t t = 0;
         for (uint32_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            if (!strcmp(argv[a], hr_type_info(all[i])->name))
-                t = all[i];
+            if (!strcmp(argv[a], hr_type_info(all[i])->name)) t = all[i];
         if (!t) {
             fprintf(stderr, "unknown type %s\n", argv[a]);
             return 2;

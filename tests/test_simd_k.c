@@ -57,8 +57,7 @@ static float rng_f(void)
 static float rng_w(void)
 {
     float s = rng_f() + rng_f() + rng_f();
-    if (rng_u64() % 64 == 0)
-        s *= 8;
+    if (rng_u64() % 64 == 0) s *= 8;
     return s;
 }
 
@@ -117,9 +116,8 @@ static void q8K_suite(enum hr_isa isa)
     check_q8K(isa, x, N, "signed zeros");
 
     /* magnitudes from subnormal to near FLT_MAX, one scale per block */
-    static const float scales[] = {1e-45f, 1e-42f, 1e-39f, 1e-38f, 1e-30f, 1e-10f, 1.0f,
-                                   1e10f,  1e30f,  1e37f,  1e38f,  3e38f,  2e-38f, 5e-37f,
-                                   7e-44f, 123.0f};
+    static const float scales[] = {1e-45f, 1e-42f, 1e-39f, 1e-38f, 1e-30f, 1e-10f, 1.0f,   1e10f,
+                                   1e30f,  1e37f,  1e38f,  3e38f,  2e-38f, 5e-37f, 7e-44f, 123.0f};
     for (int b = 0; b < NB; b++)
         for (int i = 0; i < QK_K; i++)
             x[b * QK_K + i] = rng_f() * scales[b];
@@ -178,12 +176,12 @@ Test(simd_k, q8K_quantizer_avx512)
 
 struct fixture {
     uint32_t type;
-    int nb;                   /* super-blocks per row */
-    size_t wrow, xrow;        /* bytes per row */
-    uint8_t *w;               /* [NROWS] weight rows */
-    uint8_t *x;               /* [NCOLS] Q8_K rows */
-    float ref[NROWS][NCOLS];  /* reference vec_dot */
-    float tol[NROWS][NCOLS];  /* allowed |difference| */
+    int nb;                  /* super-blocks per row */
+    size_t wrow, xrow;       /* bytes per row */
+    uint8_t *w;              /* [NROWS] weight rows */
+    uint8_t *x;              /* [NCOLS] Q8_K rows */
+    float ref[NROWS][NCOLS]; /* reference vec_dot */
+    float tol[NROWS][NCOLS]; /* allowed |difference| */
 };
 
 static uint16_t f16(float f)
@@ -322,8 +320,7 @@ static void check_vec_dot(const struct fixture *f, enum hr_isa isa)
 static void check_gemm(const struct fixture *f, enum hr_isa isa)
 {
     const struct quant_kernels *k = quant_kernels_isa(f->type, isa);
-    cr_assert_not_null(k->gemm, "%s %s has no gemm", hr_isa_name(isa),
-                       hr_type_info(f->type)->name);
+    cr_assert_not_null(k->gemm, "%s %s has no gemm", hr_isa_name(isa), hr_type_info(f->type)->name);
     cr_assert(k->gemm_mr >= 1 && k->gemm_mr <= NROWS - 1 && k->gemm_nc >= 1 &&
               k->gemm_nc <= NCOLS - 2);
     enum { LDY = NROWS + 3 };
@@ -348,8 +345,7 @@ static void check_gemm(const struct fixture *f, enum hr_isa isa)
                         else
                             cr_assert(y[c][r] == sentinel,
                                       "%s %s %s wrote outside its tile at row %d col %d",
-                                      hr_isa_name(isa), hr_type_info(f->type)->name, what, r,
-                                      c);
+                                      hr_isa_name(isa), hr_type_info(f->type)->name, what, r, c);
                     }
             }
 }
@@ -381,16 +377,22 @@ static void extreme_suite(uint32_t type, enum hr_isa isa)
         for (int i = 0; i < f->nb; i++) {
             uint8_t *b = f->w + (size_t)r * f->wrow + (size_t)i * bs;
             uint16_t d, m;
-            memcpy(&d, b + (type == HR_TYPE_Q2_K ? 80 : type == HR_TYPE_Q3_K ? 108
-                           : type == HR_TYPE_Q6_K ? 208 : 0), 2);
+            memcpy(&d,
+                   b + (type == HR_TYPE_Q2_K   ? 80
+                        : type == HR_TYPE_Q3_K ? 108
+                        : type == HR_TYPE_Q6_K ? 208
+                                               : 0),
+                   2);
             memcpy(&m, b + (type == HR_TYPE_Q2_K ? 82 : 2), 2);
             memset(b, r % 2 ? 0xff : 0x00, bs); /* all quants max (or min) */
             if (type == HR_TYPE_Q6_K)
                 memset(b + 192, r % 4 < 2 ? 0x80 : 0x7f, 16); /* scales −128 / 127 */
-            if (type == HR_TYPE_Q3_K && r % 2 == 0)
-                memset(b + 96, 0xff, 12);
-            memcpy(b + (type == HR_TYPE_Q2_K ? 80 : type == HR_TYPE_Q3_K ? 108
-                        : type == HR_TYPE_Q6_K ? 208 : 0), &d, 2);
+            if (type == HR_TYPE_Q3_K && r % 2 == 0) memset(b + 96, 0xff, 12);
+            memcpy(b + (type == HR_TYPE_Q2_K   ? 80
+                        : type == HR_TYPE_Q3_K ? 108
+                        : type == HR_TYPE_Q6_K ? 208
+                                               : 0),
+                   &d, 2);
             if (type == HR_TYPE_Q2_K || type == HR_TYPE_Q4_K || type == HR_TYPE_Q5_K)
                 memcpy(b + (type == HR_TYPE_Q2_K ? 82 : 2), &m, 2);
         }
@@ -417,18 +419,18 @@ static void extreme_suite(uint32_t type, enum hr_isa isa)
     free(f);
 }
 
-#define DOT_TESTS(NAME, TYPE)                                                                  \
-    Test(simd_k, NAME##_avx2)                                                                  \
-    {                                                                                          \
-        need(HR_ISA_AVX2);                                                                     \
-        dot_suite(TYPE, HR_ISA_AVX2);                                                          \
-        extreme_suite(TYPE, HR_ISA_AVX2);                                                      \
-    }                                                                                          \
-    Test(simd_k, NAME##_avx512)                                                                \
-    {                                                                                          \
-        need(HR_ISA_AVX512);                                                                   \
-        dot_suite(TYPE, HR_ISA_AVX512);                                                        \
-        extreme_suite(TYPE, HR_ISA_AVX512);                                                    \
+#define DOT_TESTS(NAME, TYPE)                                                                      \
+    Test(simd_k, NAME##_avx2)                                                                      \
+    {                                                                                              \
+        need(HR_ISA_AVX2);                                                                         \
+        dot_suite(TYPE, HR_ISA_AVX2);                                                              \
+        extreme_suite(TYPE, HR_ISA_AVX2);                                                          \
+    }                                                                                              \
+    Test(simd_k, NAME##_avx512)                                                                    \
+    {                                                                                              \
+        need(HR_ISA_AVX512);                                                                       \
+        dot_suite(TYPE, HR_ISA_AVX512);                                                            \
+        extreme_suite(TYPE, HR_ISA_AVX512);                                                        \
     }
 
 DOT_TESTS(q2_K, HR_TYPE_Q2_K)
@@ -445,10 +447,8 @@ Test(simd_k, kernels_registered)
         for (size_t i = 0; i < sizeof ktypes / sizeof ktypes[0]; i++) {
             const struct quant_kernels *k = quant_kernels_isa(ktypes[i], (enum hr_isa)isa);
             const struct quant_kernels *ref = quant_kernels_ref(ktypes[i]);
-            cr_assert(k && k->vec_dot != ref->vec_dot && k->gemm,
-                      "%s has no %s kernels", hr_type_info(ktypes[i])->name,
-                      hr_isa_name((enum hr_isa)isa));
+            cr_assert(k && k->vec_dot != ref->vec_dot && k->gemm, "%s has no %s kernels",
+                      hr_type_info(ktypes[i])->name, hr_isa_name((enum hr_isa)isa));
         }
-    if (hr_isa_detect() < HR_ISA_AVX2)
-        cr_skip_test("this CPU lacks avx2");
+    if (hr_isa_detect() < HR_ISA_AVX2) cr_skip_test("this CPU lacks avx2");
 }

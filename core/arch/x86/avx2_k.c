@@ -17,11 +17,12 @@
  * sums, vpmaddwd by the sub-block scales into int32, offsets and mins through
  * the Q8_K bsums, exact integer sums per super-block, then the reference's
  * float expression in the reference's order — bit-identical results. AVX2
- * has 16 vector registers, so a tile is 4 weight rows × 4 activation rows:
- * two "row pairs", each ymm holding one row per 128-bit lane (16 quants of
- * one group), the activation group broadcast to both lanes. A single row
- * (vec_dot, and tiles with one activation row, which are memory-bound) runs
- * 32 consecutive quants per ymm instead.
+ * has 16 vector registers, so a tile is 4 weight rows × 8 activation rows
+ * worked as two "row pairs" one after the other, each ymm holding one row
+ * per 128-bit lane (16 quants of one group), the activation group broadcast
+ * to both lanes: 8 accumulators live at a time. A single row (vec_dot, and
+ * tiles with one activation row, which are memory-bound) runs 32 consecutive
+ * quants per ymm instead, reducing four super-blocks at once.
  */
 #include "../../quant_impl.h"
 #include "../arch.h"
@@ -32,7 +33,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-#define MR 4 /* weight rows per tile (two row pairs) */
+#define MR 4    /* weight rows per tile (two row pairs) */
 #define NCMAX 8 /* activation rows per tile */
 #ifndef PF_BYTES
 #define PF_BYTES 2048 /* software prefetch distance along a weight row */
@@ -134,8 +135,7 @@ static void q8_K_act(const float *x, void *dst, int64_t n)
         const __m256i target = _mm256_set1_epi32((int)abits);
         int idx = 0;
         for (int v = 0; v < QK_K / 8; v++) {
-            __m256i ab =
-                _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(x + 8 * v)), absmask);
+            __m256i ab = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(x + 8 * v)), absmask);
             int m = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(ab, target)));
             if (m) {
                 idx = 8 * v + __builtin_ctz((unsigned)m);
@@ -214,8 +214,8 @@ AI struct rowsc row_scales(const int T, const uint8_t *b)
         break;
     }
     case HR_TYPE_Q3_K: {
-        __m256i s = _mm256_sub_epi16(_mm256_cvtepu8_epi16(q3_scales(b + 96)),
-                                     _mm256_set1_epi16(32));
+        __m256i s =
+            _mm256_sub_epi16(_mm256_cvtepu8_epi16(q3_scales(b + 96)), _mm256_set1_epi16(32));
         r.sc = s;
         r.mc = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s, 2));
         r.d = ld16(b + 108);
@@ -250,11 +250,16 @@ AI int has_min(const int T)
 AI size_t blk_size(const int T)
 {
     switch (T) {
-    case HR_TYPE_Q2_K: return 84;
-    case HR_TYPE_Q3_K: return 110;
-    case HR_TYPE_Q4_K: return 144;
-    case HR_TYPE_Q5_K: return 176;
-    default: return 210;
+    case HR_TYPE_Q2_K:
+        return 84;
+    case HR_TYPE_Q3_K:
+        return 110;
+    case HR_TYPE_Q4_K:
+        return 144;
+    case HR_TYPE_Q5_K:
+        return 176;
+    default:
+        return 210;
     }
 }
 
@@ -282,10 +287,13 @@ AI __m256i fold_lanes(__m256i v)
 /* int16 scales of 8 groups (a 128-bit half) → int16 lanes, for pshufb:
  * group m of a lane occupies bytes 2m, 2m+1 */
 static const uint8_t shuf_grp[8][32] = {
-#define SG(m) {2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1,             \
-               2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1,             \
-               2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1,             \
-               2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1}
+#define SG(m)                                                                                      \
+    {                                                                                              \
+        2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1,  \
+            2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m,         \
+            2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1, 2 * m, 2 * m + 1,     \
+            2 * m, 2 * m + 1, 2 * m, 2 * m + 1                                                     \
+    }
     SG(0), SG(1), SG(2), SG(3), SG(4), SG(5), SG(6), SG(7),
 #undef SG
 };
@@ -296,91 +304,96 @@ static const uint8_t shuf_grp[8][32] = {
  * The quants of group g of rows a (lane 0) and b (lane 1), unsigned, via
  * APPLY(g, W) for every g; the per-type loops reuse loaded bytes.
  */
-#define PAIR_GROUPS(T, ra, rb, APPLY)                                                          \
-    do {                                                                                       \
-        const __m256i m0f_ = _mm256_set1_epi8(0x0f), m03_ = _mm256_set1_epi8(3);               \
-        const __m256i m30_ = _mm256_set1_epi8(0x30);                                           \
-        switch (T) {                                                                           \
-        case HR_TYPE_Q4_K:                                                                     \
-        case HR_TYPE_Q5_K: {                                                                   \
-            const size_t qo_ = T == HR_TYPE_Q4_K ? 16 : 48;                                    \
-            __m256i qh_[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};                 \
-            if (T == HR_TYPE_Q5_K) {                                                           \
-                qh_[0] = ld2(ra + 16, rb + 16);                                                \
-                qh_[1] = ld2(ra + 32, rb + 32);                                                \
-            }                                                                                  \
-            _Pragma("GCC unroll 16") for (int p_ = 0; p_ < 8; p_++) {                          \
-                __m256i R_ = ld2(ra + qo_ + 16 * p_, rb + qo_ + 16 * p_);                      \
-                int g_ = 4 * (p_ / 2) + p_ % 2;                                                \
-                __m256i lo_ = _mm256_and_si256(R_, m0f_);                                      \
-                __m256i hi_ = _mm256_and_si256(_mm256_srli_epi16(R_, 4), m0f_);                \
-                if (T == HR_TYPE_Q5_K) {                                                       \
-                    /* bit g/2 of qh piece g%2 → bit 4 */                                      \
-                    __m256i h_ = qh_[g_ % 2];                                                  \
-                    int bl_ = g_ / 2, bh_ = (g_ + 2) / 2;                                      \
-                    __m256i tl_ = _mm256_and_si256(h_, _mm256_set1_epi8((char)(1 << bl_)));    \
-                    __m256i th_ = _mm256_and_si256(h_, _mm256_set1_epi8((char)(1 << bh_)));    \
-                    tl_ = bl_ <= 4 ? _mm256_slli_epi16(tl_, 4 - bl_)                           \
-                                   : _mm256_srli_epi16(tl_, bl_ - 4);                          \
-                    th_ = bh_ <= 4 ? _mm256_slli_epi16(th_, 4 - bh_)                           \
-                                   : _mm256_srli_epi16(th_, bh_ - 4);                          \
-                    lo_ = _mm256_or_si256(lo_, tl_);                                           \
-                    hi_ = _mm256_or_si256(hi_, th_);                                           \
-                }                                                                              \
-                APPLY(g_, lo_);                                                                \
-                APPLY(g_ + 2, hi_);                                                            \
-            }                                                                                  \
-            break;                                                                             \
-        }                                                                                      \
-        case HR_TYPE_Q6_K:                                                                     \
-            _Pragma("GCC unroll 16") for (int ph_ = 0; ph_ < 4; ph_++) {                       \
-                __m256i H_ = ld2(ra + 128 + 16 * ph_, rb + 128 + 16 * ph_);                    \
-                int h_ = ph_ / 2, l16_ = ph_ % 2;                                              \
-                __m256i hs_[4];                                                                \
-                hs_[0] = _mm256_and_si256(_mm256_slli_epi16(H_, 4), m30_);                     \
-                hs_[1] = _mm256_and_si256(_mm256_slli_epi16(H_, 2), m30_);                     \
-                hs_[2] = _mm256_and_si256(H_, m30_);                                           \
-                hs_[3] = _mm256_and_si256(_mm256_srli_epi16(H_, 2), m30_);                     \
-                _Pragma("GCC unroll 16") for (int odd_ = 0; odd_ < 2; odd_++) {                \
-                    size_t lo_off_ = 16 * (size_t)(4 * h_ + 2 * odd_ + l16_);                  \
-                    __m256i L_ = ld2(ra + lo_off_, rb + lo_off_);                              \
-                    APPLY(8 * h_ + 2 * odd_ + l16_,                                            \
-                          _mm256_or_si256(_mm256_and_si256(L_, m0f_), hs_[odd_]));             \
-                    APPLY(8 * h_ + 2 * (odd_ + 2) + l16_,                                      \
-                          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L_, 4), m0f_),    \
-                                          hs_[odd_ + 2]));                                     \
-                }                                                                              \
-            }                                                                                  \
-            break;                                                                             \
-        default: {                                                                             \
-            const size_t qo_ = T == HR_TYPE_Q2_K ? 16 : 32;                                    \
-            __m256i hm_[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};                 \
-            if (T == HR_TYPE_Q3_K) {                                                           \
-                hm_[0] = ld2(ra, rb);                                                          \
-                hm_[1] = ld2(ra + 16, rb + 16);                                                \
-            }                                                                                  \
-            _Pragma("GCC unroll 16") for (int pq_ = 0; pq_ < 4; pq_++) {                       \
-                __m256i R_ = ld2(ra + qo_ + 16 * pq_, rb + qo_ + 16 * pq_);                    \
-                int h_ = pq_ / 2, l16_ = pq_ % 2;                                              \
-                _Pragma("GCC unroll 16") for (int gg_ = 0; gg_ < 4; gg_++) {                   \
-                    int g_ = 8 * h_ + 2 * gg_ + l16_;                                          \
-                    __m256i q_ = _mm256_and_si256(_mm256_srli_epi16(R_, 2 * gg_), m03_);       \
-                    if (T == HR_TYPE_Q3_K) {                                                   \
-                        int bt_ = g_ / 2; /* bit bt_ of hmask → bit 2 */                       \
-                        __m256i t_ = _mm256_and_si256(hm_[g_ % 2],                             \
-                                                      _mm256_set1_epi8((char)(1 << bt_)));     \
-                        t_ = bt_ <= 2 ? _mm256_slli_epi16(t_, 2 - bt_)                         \
-                                      : _mm256_srli_epi16(t_, bt_ - 2);                        \
-                        q_ = _mm256_or_si256(q_, t_);                                          \
-                    }                                                                          \
-                    APPLY(g_, q_);                                                             \
-                }                                                                              \
-            }                                                                                  \
-            break;                                                                             \
-        }                                                                                      \
-        }                                                                                      \
-        (void)m03_;                                                                            \
-        (void)m30_;                                                                            \
+#define PAIR_GROUPS(T, ra, rb, APPLY)                                                              \
+    do {                                                                                           \
+        const __m256i m0f_ = _mm256_set1_epi8(0x0f), m03_ = _mm256_set1_epi8(3);                   \
+        const __m256i m30_ = _mm256_set1_epi8(0x30);                                               \
+        switch (T) {                                                                               \
+        case HR_TYPE_Q4_K:                                                                         \
+        case HR_TYPE_Q5_K: {                                                                       \
+            const size_t qo_ = T == HR_TYPE_Q4_K ? 16 : 48;                                        \
+            __m256i qh_[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};                     \
+            if (T == HR_TYPE_Q5_K) {                                                               \
+                qh_[0] = ld2(ra + 16, rb + 16);                                                    \
+                qh_[1] = ld2(ra + 32, rb + 32);                                                    \
+            }                                                                                      \
+            _Pragma("GCC unroll 16") for (int p_ = 0; p_ < 8; p_++)                                \
+            {                                                                                      \
+                __m256i R_ = ld2(ra + qo_ + 16 * p_, rb + qo_ + 16 * p_);                          \
+                int g_ = 4 * (p_ / 2) + p_ % 2;                                                    \
+                __m256i lo_ = _mm256_and_si256(R_, m0f_);                                          \
+                __m256i hi_ = _mm256_and_si256(_mm256_srli_epi16(R_, 4), m0f_);                    \
+                if (T == HR_TYPE_Q5_K) {                                                           \
+                    /* bit g/2 of qh piece g%2 → bit 4 */                                        \
+                    __m256i h_ = qh_[g_ % 2];                                                      \
+                    int bl_ = g_ / 2, bh_ = (g_ + 2) / 2;                                          \
+                    __m256i tl_ = _mm256_and_si256(h_, _mm256_set1_epi8((char)(1 << bl_)));        \
+                    __m256i th_ = _mm256_and_si256(h_, _mm256_set1_epi8((char)(1 << bh_)));        \
+                    tl_ = bl_ <= 4 ? _mm256_slli_epi16(tl_, 4 - bl_)                               \
+                                   : _mm256_srli_epi16(tl_, bl_ - 4);                              \
+                    th_ = bh_ <= 4 ? _mm256_slli_epi16(th_, 4 - bh_)                               \
+                                   : _mm256_srli_epi16(th_, bh_ - 4);                              \
+                    lo_ = _mm256_or_si256(lo_, tl_);                                               \
+                    hi_ = _mm256_or_si256(hi_, th_);                                               \
+                }                                                                                  \
+                APPLY(g_, lo_);                                                                    \
+                APPLY(g_ + 2, hi_);                                                                \
+            }                                                                                      \
+            break;                                                                                 \
+        }                                                                                          \
+        case HR_TYPE_Q6_K:                                                                         \
+            _Pragma("GCC unroll 16") for (int ph_ = 0; ph_ < 4; ph_++)                             \
+            {                                                                                      \
+                __m256i H_ = ld2(ra + 128 + 16 * ph_, rb + 128 + 16 * ph_);                        \
+                int h_ = ph_ / 2, l16_ = ph_ % 2;                                                  \
+                __m256i hs_[4];                                                                    \
+                hs_[0] = _mm256_and_si256(_mm256_slli_epi16(H_, 4), m30_);                         \
+                hs_[1] = _mm256_and_si256(_mm256_slli_epi16(H_, 2), m30_);                         \
+                hs_[2] = _mm256_and_si256(H_, m30_);                                               \
+                hs_[3] = _mm256_and_si256(_mm256_srli_epi16(H_, 2), m30_);                         \
+                _Pragma("GCC unroll 16") for (int odd_ = 0; odd_ < 2; odd_++)                      \
+                {                                                                                  \
+                    size_t lo_off_ = 16 * (size_t)(4 * h_ + 2 * odd_ + l16_);                      \
+                    __m256i L_ = ld2(ra + lo_off_, rb + lo_off_);                                  \
+                    APPLY(8 * h_ + 2 * odd_ + l16_,                                                \
+                          _mm256_or_si256(_mm256_and_si256(L_, m0f_), hs_[odd_]));                 \
+                    APPLY(8 * h_ + 2 * (odd_ + 2) + l16_,                                          \
+                          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L_, 4), m0f_),        \
+                                          hs_[odd_ + 2]));                                         \
+                }                                                                                  \
+            }                                                                                      \
+            break;                                                                                 \
+        default: {                                                                                 \
+            const size_t qo_ = T == HR_TYPE_Q2_K ? 16 : 32;                                        \
+            __m256i hm_[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};                     \
+            if (T == HR_TYPE_Q3_K) {                                                               \
+                hm_[0] = ld2(ra, rb);                                                              \
+                hm_[1] = ld2(ra + 16, rb + 16);                                                    \
+            }                                                                                      \
+            _Pragma("GCC unroll 16") for (int pq_ = 0; pq_ < 4; pq_++)                             \
+            {                                                                                      \
+                __m256i R_ = ld2(ra + qo_ + 16 * pq_, rb + qo_ + 16 * pq_);                        \
+                int h_ = pq_ / 2, l16_ = pq_ % 2;                                                  \
+                _Pragma("GCC unroll 16") for (int gg_ = 0; gg_ < 4; gg_++)                         \
+                {                                                                                  \
+                    int g_ = 8 * h_ + 2 * gg_ + l16_;                                              \
+                    __m256i q_ = _mm256_and_si256(_mm256_srli_epi16(R_, 2 * gg_), m03_);           \
+                    if (T == HR_TYPE_Q3_K) {                                                       \
+                        int bt_ = g_ / 2; /* bit bt_ of hmask → bit 2 */                         \
+                        __m256i t_ =                                                               \
+                            _mm256_and_si256(hm_[g_ % 2], _mm256_set1_epi8((char)(1 << bt_)));     \
+                        t_ = bt_ <= 2 ? _mm256_slli_epi16(t_, 2 - bt_)                             \
+                                      : _mm256_srli_epi16(t_, bt_ - 2);                            \
+                        q_ = _mm256_or_si256(q_, t_);                                              \
+                    }                                                                              \
+                    APPLY(g_, q_);                                                                 \
+                }                                                                                  \
+            }                                                                                      \
+            break;                                                                                 \
+        }                                                                                          \
+        }                                                                                          \
+        (void)m03_;                                                                                \
+        (void)m30_;                                                                                \
     } while (0)
 
 /*
@@ -439,9 +452,8 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
             __m256i acc[NCMAX], msum[NCMAX / 4];
 #pragma GCC unroll 16
             for (int c = 0; c < NC; c++)
-                acc[c] = _mm256_add_epi32(
-                    _mm256_madd_epi16(bc128(xq[c] + Q8K_BSUMS), mlo),
-                    _mm256_madd_epi16(bc128(xq[c] + Q8K_BSUMS + 16), mhi));
+                acc[c] = _mm256_add_epi32(_mm256_madd_epi16(bc128(xq[c] + Q8K_BSUMS), mlo),
+                                          _mm256_madd_epi16(bc128(xq[c] + Q8K_BSUMS + 16), mhi));
             if (has_min(T)) {
 #pragma GCC unroll 16
                 for (int v = 0; v < NV; v++)
@@ -455,17 +467,17 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
             __m256i slo = _mm256_permute2x128_si256(sa.sc, sb.sc, 0x20);
             __m256i shi = _mm256_permute2x128_si256(sa.sc, sb.sc, 0x31);
 
-#define APPLY2(g, W)                                                                           \
-    do {                                                                                       \
-        __m256i S_ = _mm256_shuffle_epi8(                                                      \
-            (g) < 8 ? slo : shi, _mm256_loadu_si256((const __m256i *)shuf_grp[(g) % 8]));      \
-        __m256i W_ = (W);                                                                      \
-        _Pragma("GCC unroll 16") for (int c_ = 0; c_ < NC; c_++)                               \
-        {                                                                                      \
-            __m256i P_ = _mm256_maddubs_epi16(W_, bc128(xq[c_] + Q8K_QS + 16 * (g)));          \
-            acc[c_] = _mm256_add_epi32(acc[c_], _mm256_madd_epi16(P_, S_));                    \
-            KEEP(acc[c_]);                                                                     \
-        }                                                                                      \
+#define APPLY2(g, W)                                                                               \
+    do {                                                                                           \
+        __m256i S_ = _mm256_shuffle_epi8((g) < 8 ? slo : shi,                                      \
+                                         _mm256_loadu_si256((const __m256i *)shuf_grp[(g) % 8]));  \
+        __m256i W_ = (W);                                                                          \
+        _Pragma("GCC unroll 16") for (int c_ = 0; c_ < NC; c_++)                                   \
+        {                                                                                          \
+            __m256i P_ = _mm256_maddubs_epi16(W_, bc128(xq[c_] + Q8K_QS + 16 * (g)));              \
+            acc[c_] = _mm256_add_epi32(acc[c_], _mm256_madd_epi16(P_, S_));                        \
+            KEEP(acc[c_]);                                                                         \
+        }                                                                                          \
     } while (0)
 
             PAIR_GROUPS(T, ra, rb, APPLY2);
@@ -485,8 +497,8 @@ AI void tile4(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
                 __m256i isum = red(NC - 4 * v, acc + 4 * v);
                 __m256 t = _mm256_mul_ps(_mm256_mul_ps(dv, dy[v]), _mm256_cvtepi32_ps(isum));
                 if (has_min(T))
-                    t = _mm256_sub_ps(t, _mm256_mul_ps(_mm256_mul_ps(mv, dy[v]),
-                                                       _mm256_cvtepi32_ps(msum[v])));
+                    t = _mm256_sub_ps(
+                        t, _mm256_mul_ps(_mm256_mul_ps(mv, dy[v]), _mm256_cvtepi32_ps(msum[v])));
                 sum[pr][v] = _mm256_add_ps(sum[pr][v], t);
             }
         }
@@ -515,8 +527,7 @@ AI __m256i row_quants(const int T, const uint8_t *b, int it)
         int h = it / 4, gg = it % 4;
         __m256i q = _mm256_and_si256(
             _mm256_srli_epi16(lu256(b + (T == HR_TYPE_Q2_K ? 16 : 32) + 32 * h), 2 * gg), m03);
-        if (T == HR_TYPE_Q2_K)
-            return q;
+        if (T == HR_TYPE_Q2_K) return q;
         /* hmask[l] bit it → bit 2 */
         __m256i t = _mm256_and_si256(lu256(b), _mm256_set1_epi8((char)(1 << it)));
         t = it <= 2 ? _mm256_slli_epi16(t, 2 - it) : _mm256_srli_epi16(t, it - 2);
@@ -526,8 +537,7 @@ AI __m256i row_quants(const int T, const uint8_t *b, int it)
     case HR_TYPE_Q5_K: {
         __m256i raw = lu256(b + (T == HR_TYPE_Q4_K ? 16 : 48) + 32 * (it / 2));
         __m256i q = _mm256_and_si256(it % 2 ? _mm256_srli_epi16(raw, 4) : raw, m0f);
-        if (T == HR_TYPE_Q4_K)
-            return q;
+        if (T == HR_TYPE_Q4_K) return q;
         /* qh[l] bit it → bit 4 */
         __m256i t = _mm256_and_si256(lu256(b + 16), _mm256_set1_epi8((char)(1 << it)));
         t = it <= 4 ? _mm256_slli_epi16(t, 4 - it) : _mm256_srli_epi16(t, it - 4);
@@ -564,7 +574,7 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = w + (size_t)i * bs;
         const uint8_t *xq[NCMAX];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int c = 0; c < NC; c++)
             xq[c] = x + (size_t)c * x_stride + (size_t)i * Q8K_SIZE;
         for (size_t o = 0; o < bs; o += 64)
@@ -572,7 +582,7 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
 
         struct rowsc rs = row_scales(T, b);
         __m256i acc[NCMAX], accm[NCMAX];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int c = 0; c < NC; c++) {
             __m256i t = _mm256_madd_epi16(lu256(xq[c] + Q8K_BSUMS), rs.mc);
             if (has_min(T)) {
@@ -587,12 +597,12 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
         __m256i s1 = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(rs.sc, 1));
         s0 = _mm256_or_si256(s0, _mm256_slli_epi32(s0, 16));
         s1 = _mm256_or_si256(s1, _mm256_slli_epi32(s1, 16));
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int it = 0; it < 8; it++) {
             __m256i S = _mm256_permutevar8x32_epi32(
                 it < 4 ? s0 : s1, _mm256_loadu_si256((const __m256i *)idx_it[it % 4]));
             __m256i W = row_quants(T, b, it);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int c = 0; c < NC; c++) {
                 __m256i P = _mm256_maddubs_epi16(W, lu256(xq[c] + Q8K_QS + 32 * it));
                 acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(P, S));
@@ -603,17 +613,16 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
         __m128i isum, msum = _mm_setzero_si128();
         if (has_min(T) && NC <= 2) {
             __m256i z = _mm256_setzero_si256();
-            __m256i v = fold_lanes(red4(acc[0], NC > 1 ? acc[1] : z, accm[0],
-                                        NC > 1 ? accm[1] : z));
+            __m256i v =
+                fold_lanes(red4(acc[0], NC > 1 ? acc[1] : z, accm[0], NC > 1 ? accm[1] : z));
             isum = _mm256_castsi256_si128(v);
             msum = _mm_shuffle_epi32(isum, _MM_SHUFFLE(1, 0, 3, 2));
         } else {
             isum = _mm256_castsi256_si128(fold_lanes(red(NC, acc)));
-            if (has_min(T))
-                msum = _mm256_castsi256_si128(fold_lanes(red(NC, accm)));
+            if (has_min(T)) msum = _mm256_castsi256_si128(fold_lanes(red(NC, accm)));
         }
         float dyv[4];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int c = 0; c < 4; c++)
             dyv[c] = c < NC ? ldf(xq[c]) : 0.0f;
         __m128 dy = _mm_setr_ps(dyv[0], dyv[1], dyv[2], dyv[3]);
@@ -627,7 +636,7 @@ AI void tile1(const int T, const int NC, int64_t nb, float *y, size_t ldy, const
     }
     float out[4];
     _mm_storeu_ps(out, sum);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < NC; c++)
         y[(size_t)c * ldy] = out[c];
 }
@@ -685,9 +694,9 @@ AI void blocks1(const int T, const int NB, const uint8_t *w, const uint8_t *x, f
     __m128 t = _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)dh)), dy),
                           _mm_cvtepi32_ps(isum));
     if (has_min(T))
-        t = _mm_sub_ps(t, _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)mh)),
-                                                dy),
-                                     _mm_cvtepi32_ps(msum)));
+        t = _mm_sub_ps(
+            t, _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)mh)), dy),
+                          _mm_cvtepi32_ps(msum)));
     float tv[4];
     _mm_storeu_ps(tv, t);
     float s = *sum;
@@ -722,10 +731,18 @@ AI void rows1(const int T, int64_t nb, float *y, size_t ldy, const uint8_t *w, c
         float *yc = y + (size_t)c0 * ldy;
         const uint8_t *xc = x + (size_t)c0 * x_stride;
         switch (nc - c0) {
-        case 1: tile1(T, 1, nb, yc, ldy, w, xc, x_stride); break;
-        case 2: tile1(T, 2, nb, yc, ldy, w, xc, x_stride); break;
-        case 3: tile1(T, 3, nb, yc, ldy, w, xc, x_stride); break;
-        default: tile1(T, 4, nb, yc, ldy, w, xc, x_stride); break;
+        case 1:
+            tile1(T, 1, nb, yc, ldy, w, xc, x_stride);
+            break;
+        case 2:
+            tile1(T, 2, nb, yc, ldy, w, xc, x_stride);
+            break;
+        case 3:
+            tile1(T, 3, nb, yc, ldy, w, xc, x_stride);
+            break;
+        default:
+            tile1(T, 4, nb, yc, ldy, w, xc, x_stride);
+            break;
         }
     }
 }
@@ -744,25 +761,39 @@ AI void gemm_any(const int T, int64_t n, float *y, size_t ldy, const void *w, si
     for (int r = 0; r < MR; r++)
         rows[r] = (const uint8_t *)w + (size_t)(r < nr ? r : nr - 1) * w_stride;
     switch (nc) {
-    case 2: tile4(T, 2, nb, y, ldy, rows, nr, x, x_stride); break;
-    case 3: tile4(T, 3, nb, y, ldy, rows, nr, x, x_stride); break;
-    case 4: tile4(T, 4, nb, y, ldy, rows, nr, x, x_stride); break;
-    case 5: tile4(T, 5, nb, y, ldy, rows, nr, x, x_stride); break;
-    case 6: tile4(T, 6, nb, y, ldy, rows, nr, x, x_stride); break;
-    case 7: tile4(T, 7, nb, y, ldy, rows, nr, x, x_stride); break;
-    default: tile4(T, 8, nb, y, ldy, rows, nr, x, x_stride); break;
+    case 2:
+        tile4(T, 2, nb, y, ldy, rows, nr, x, x_stride);
+        break;
+    case 3:
+        tile4(T, 3, nb, y, ldy, rows, nr, x, x_stride);
+        break;
+    case 4:
+        tile4(T, 4, nb, y, ldy, rows, nr, x, x_stride);
+        break;
+    case 5:
+        tile4(T, 5, nb, y, ldy, rows, nr, x, x_stride);
+        break;
+    case 6:
+        tile4(T, 6, nb, y, ldy, rows, nr, x, x_stride);
+        break;
+    case 7:
+        tile4(T, 7, nb, y, ldy, rows, nr, x, x_stride);
+        break;
+    default:
+        tile4(T, 8, nb, y, ldy, rows, nr, x, x_stride);
+        break;
     }
 }
 
-#define DEFINE_TYPE(NAME, T)                                                                   \
-    static void NAME##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t w_stride,  \
-                            int nr, const void *x, size_t x_stride, int nc)                    \
-    {                                                                                          \
-        gemm_any(T, n, y, ldy, w, w_stride, nr, x, x_stride, nc);                              \
-    }                                                                                          \
-    static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)              \
-    {                                                                                          \
-        *s = dot1(T, n / QK_K, w, x);                                                          \
+#define DEFINE_TYPE(NAME, T)                                                                       \
+    static void NAME##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t w_stride,       \
+                            int nr, const void *x, size_t x_stride, int nc)                        \
+    {                                                                                              \
+        gemm_any(T, n, y, ldy, w, w_stride, nr, x, x_stride, nc);                                  \
+    }                                                                                              \
+    static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)                  \
+    {                                                                                              \
+        *s = dot1(T, n / QK_K, w, x);                                                              \
     }
 
 DEFINE_TYPE(q2_K, HR_TYPE_Q2_K)

@@ -24,11 +24,18 @@
  * activation group is broadcast to all four lanes (a plain load), so one
  * maddubs + dpwssd pair serves 4 rows × 16 elements of one activation row,
  * and the unpacked weights and scale vectors of a group are reused across up
- * to 8 activation rows. Accumulators are one zmm per activation row; at the
- * end of a super-block two rounds of unpack+add turn them into one zmm whose
- * lane 4r + c holds the integer sum of (row r, column c). A single weight row
- * (vec_dot, and tiles of one row) uses the same code with the four lanes
- * holding four consecutive groups of that row.
+ * to 16 activation rows. Accumulators are one zmm per activation row; at the
+ * end of a super-block two rounds of unpack+add turn four of them into one
+ * zmm whose lane 4r + c holds the integer sum of (row r, column c).
+ *
+ * Throughput: on a Sapphire Rapids core vpdpwssd and vpdpbusd both issue
+ * once per cycle (one port), so maddubs + dpwssd costs the same port time per
+ * 64 products as a bare dpbusd; a 4×16 tile reaches ~90% of that bound.
+ *
+ * A single weight row (vec_dot, decode, and tiles of one row) holds four
+ * consecutive groups of that row in the four lanes; against one activation
+ * row it reduces and scales four super-blocks at once (blocks1), so a weight
+ * stream runs at memory bandwidth.
  */
 #include "../../quant_impl.h"
 #include "../arch.h"
@@ -39,7 +46,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-#define NCMAX 16 /* activation rows per tile (gemm_any's column split assumes 16) */
+#define NCMAX 16      /* activation rows per tile (gemm_any's column split assumes 16) */
 #define PF_BYTES 4096 /* software prefetch distance along a weight row */
 /* Tiles of at most this many activation rows run row by row (1-row layout):
  * decode streams weights, and the 4-row layout only pays with columns to
@@ -105,8 +112,8 @@ AI __m512i bc256(const uint8_t *p)
 /* byte mask: 1 << lo in the low 256 bits, 1 << hi in the high ones */
 AI __m512i bits2(int lo, int hi)
 {
-    return _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << lo)),
-                              _mm256_set1_epi8((char)(1 << hi)), 1);
+    return _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << lo)), _mm256_set1_epi8((char)(1 << hi)),
+                              1);
 }
 
 /* 16-bit lane shift counts: lo in the low 256 bits, hi in the high ones */
@@ -169,8 +176,8 @@ AI struct rowsc row_scales(const int T, const uint8_t *b)
         break;
     }
     case HR_TYPE_Q3_K: {
-        __m256i s = _mm256_sub_epi16(_mm256_cvtepu8_epi16(q3_scales(b + 96)),
-                                     _mm256_set1_epi16(32));
+        __m256i s =
+            _mm256_sub_epi16(_mm256_cvtepu8_epi16(q3_scales(b + 96)), _mm256_set1_epi16(32));
         r.sc = s;
         r.mc = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s, 2));
         r.d = ld16(b + 108);
@@ -205,11 +212,16 @@ AI int has_min(const int T)
 AI size_t blk_size(const int T)
 {
     switch (T) {
-    case HR_TYPE_Q2_K: return 84;
-    case HR_TYPE_Q3_K: return 110;
-    case HR_TYPE_Q4_K: return 144;
-    case HR_TYPE_Q5_K: return 176;
-    default: return 210;
+    case HR_TYPE_Q2_K:
+        return 84;
+    case HR_TYPE_Q3_K:
+        return 110;
+    case HR_TYPE_Q4_K:
+        return 144;
+    case HR_TYPE_Q5_K:
+        return 176;
+    default:
+        return 210;
     }
 }
 
@@ -284,8 +296,7 @@ AI __m512i row_quants(const int T, const uint8_t *b, int it)
         const uint8_t *qs = b + (T == HR_TYPE_Q2_K ? 16 : 32) + 32 * (it / 2);
         int g0 = 2 * (it % 2);
         __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bc256(qs), sh2(2 * g0, 2 * g0 + 2)), m03);
-        if (T == HR_TYPE_Q2_K)
-            return q;
+        if (T == HR_TYPE_Q2_K) return q;
         __mmask64 hb = _mm512_test_epi8_mask(bc256(b), bits2(2 * it, 2 * it + 1));
         return _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(4));
     }
@@ -293,8 +304,7 @@ AI __m512i row_quants(const int T, const uint8_t *b, int it)
     case HR_TYPE_Q5_K: {
         const uint8_t *qs = b + (T == HR_TYPE_Q4_K ? 16 : 48) + 32 * it;
         __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bc256(qs), sh2(0, 4)), m0f);
-        if (T == HR_TYPE_Q4_K)
-            return q;
+        if (T == HR_TYPE_Q4_K) return q;
         __mmask64 hb = _mm512_test_epi8_mask(bc256(b + 16), bits2(2 * it, 2 * it + 1));
         return _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(16));
     }
@@ -330,23 +340,23 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
 
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b[4];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             b[r] = rows[r] + (size_t)i * bs;
         const uint8_t *xq[NCMAX];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int c = 0; c < NC; c++)
             xq[c] = x + (size_t)c * x_stride + (size_t)i * Q8K_SIZE;
 
-        /* the hardware prefetcher alone leaves a weight stream well below
-         * memory bandwidth: ask for the bytes PF_BYTES ahead */
-        #pragma GCC unroll 16
+/* the hardware prefetcher alone leaves a weight stream well below
+ * memory bandwidth: ask for the bytes PF_BYTES ahead */
+#pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             for (size_t o = 0; o < bs; o += 64)
                 _mm_prefetch((const char *)b[r] + PF_BYTES + o, _MM_HINT_T0);
 
         struct rowsc rs[4];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int r = 0; r < MR; r++)
             rs[r] = row_scales(T, b[r]);
 
@@ -357,7 +367,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
             __m512i a23 = _mm512_inserti64x4(_mm512_castsi256_si512(rs[2].mc), rs[3].mc, 1);
             __m512i mlo = _mm512_shuffle_i64x2(a01, a23, _MM_SHUFFLE(2, 0, 2, 0));
             __m512i mhi = _mm512_shuffle_i64x2(a01, a23, _MM_SHUFFLE(3, 1, 3, 1));
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int c = 0; c < NC; c++) {
                 __m512i bl = _mm512_broadcast_i32x4(lu128(xq[c] + Q8K_BSUMS));
                 __m512i bh = _mm512_broadcast_i32x4(lu128(xq[c] + Q8K_BSUMS + 16));
@@ -370,11 +380,10 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
             }
         } else {
             __m512i m = _mm512_zextsi256_si512(rs[0].mc);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int c = 0; c < NC; c++) {
-                __m512i t = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
-                                                _mm512_zextsi256_si512(lu256(xq[c] + Q8K_BSUMS)),
-                                                m);
+                __m512i t = _mm512_dpwssd_epi32(
+                    _mm512_setzero_si512(), _mm512_zextsi256_si512(lu256(xq[c] + Q8K_BSUMS)), m);
                 if (has_min(T))
                     accm[c] = t;
                 else
@@ -386,10 +395,10 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
         __m512i msum[NCMAX / 4];
         if (has_min(T)) {
             if (!joint)
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int v = 0; v < NV; v++)
                     msum[v] = reduce(MR, NC, accm, 4 * v);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int c = 0; c < NC; c++)
                 acc[c] = _mm512_setzero_si512();
         }
@@ -397,7 +406,7 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
         /* the integer dot products */
         if (MR == 4) {
             __m512i sc[4];
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int r = 0; r < 4; r++)
                 sc[r] = sc_dwords(rs[r].sc);
             __m512i t0 = _mm512_shuffle_i64x2(sc[0], sc[1], _MM_SHUFFLE(1, 0, 1, 0));
@@ -410,20 +419,21 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
             stg[2] = _mm512_shuffle_i64x2(t1, t3, _MM_SHUFFLE(2, 0, 2, 0));
             stg[3] = _mm512_shuffle_i64x2(t1, t3, _MM_SHUFFLE(3, 1, 3, 1));
 
-#define APPLY4(g, W)                                                                           \
-    do {                                                                                       \
-        __m512i S_ = _mm512_permutexvar_epi32(ldidx(idx_grp[(g) % 4]), stg[(g) / 4]);          \
-        __m512i W_ = (W);                                                                      \
-        _Pragma("GCC unroll 16") for (int c_ = 0; c_ < NC; c_++) {                             \
-            __m512i Y_ = _mm512_broadcast_i32x4(lu128(xq[c_] + Q8K_QS + 16 * (g)));            \
-            acc[c_] = _mm512_dpwssd_epi32(acc[c_], _mm512_maddubs_epi16(W_, Y_), S_);          \
-            KEEP(acc[c_]);                                                                     \
-        }                                                                                      \
+#define APPLY4(g, W)                                                                               \
+    do {                                                                                           \
+        __m512i S_ = _mm512_permutexvar_epi32(ldidx(idx_grp[(g) % 4]), stg[(g) / 4]);              \
+        __m512i W_ = (W);                                                                          \
+        _Pragma("GCC unroll 16") for (int c_ = 0; c_ < NC; c_++)                                   \
+        {                                                                                          \
+            __m512i Y_ = _mm512_broadcast_i32x4(lu128(xq[c_] + Q8K_QS + 16 * (g)));                \
+            acc[c_] = _mm512_dpwssd_epi32(acc[c_], _mm512_maddubs_epi16(W_, Y_), S_);              \
+            KEEP(acc[c_]);                                                                         \
+        }                                                                                          \
     } while (0)
 
             switch (T) {
             case HR_TYPE_Q4_K:
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int p = 0; p < 8; p++) {
                     __m512i R = ld4(b, 16 + 16 * (size_t)p);
                     int g = 4 * (p / 2) + p % 2;
@@ -434,14 +444,14 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
             case HR_TYPE_Q5_K: {
                 __m512i qh[2] = {ld4(b, 16), ld4(b, 32)};
                 const __m512i k16 = _mm512_set1_epi8(16);
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int p = 0; p < 8; p++) {
                     __m512i R = ld4(b, 48 + 16 * (size_t)p);
                     int g = 4 * (p / 2) + p % 2;
                     __m512i lo = _mm512_and_si512(R, m0f);
                     __m512i hi = _mm512_and_si512(_mm512_srli_epi16(R, 4), m0f);
-                    __mmask64 hl = _mm512_test_epi8_mask(qh[g % 2],
-                                                         _mm512_set1_epi8((char)(1 << (g / 2))));
+                    __mmask64 hl =
+                        _mm512_test_epi8_mask(qh[g % 2], _mm512_set1_epi8((char)(1 << (g / 2))));
                     __mmask64 hh = _mm512_test_epi8_mask(
                         qh[g % 2], _mm512_set1_epi8((char)(1 << ((g + 2) / 2))));
                     APPLY4(g, _mm512_mask_add_epi8(lo, hl, lo, k16));
@@ -450,10 +460,10 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
                 break;
             }
             case HR_TYPE_Q6_K:
-                /* ql piece p (16 bytes at 16p): h = p/4, gg&1 = (p/2)&1, l16 = p&1;
-                 * group g = 8h + 2gg + l16 takes the low nibble for gg < 2. qh
-                 * piece ph (at 128 + 16ph): h = ph/2, l16 = ph&1, bit pair gg. */
-                #pragma GCC unroll 16
+/* ql piece p (16 bytes at 16p): h = p/4, gg&1 = (p/2)&1, l16 = p&1;
+ * group g = 8h + 2gg + l16 takes the low nibble for gg < 2. qh
+ * piece ph (at 128 + 16ph): h = ph/2, l16 = ph&1, bit pair gg. */
+#pragma GCC unroll 16
                 for (int ph = 0; ph < 4; ph++) {
                     __m512i H = ld4(b, 128 + 16 * (size_t)ph);
                     int h = ph / 2, l16 = ph % 2;
@@ -462,15 +472,15 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
                     hs[1] = _mm512_and_si512(_mm512_slli_epi16(H, 2), m30);
                     hs[2] = _mm512_and_si512(H, m30);
                     hs[3] = _mm512_and_si512(_mm512_srli_epi16(H, 2), m30);
-                    #pragma GCC unroll 16
+#pragma GCC unroll 16
                     for (int odd = 0; odd < 2; odd++) {
                         __m512i L = ld4(b, 16 * (size_t)(4 * h + 2 * odd + l16));
                         int gg = odd; /* low nibble: gg = odd, high: gg = odd + 2 */
                         APPLY4(8 * h + 2 * gg + l16,
                                _mm512_ternarylogic_epi32(L, hs[gg], m0f, 0xEC));
                         APPLY4(8 * h + 2 * (gg + 2) + l16,
-                               _mm512_ternarylogic_epi32(_mm512_srli_epi16(L, 4), hs[gg + 2],
-                                                         m0f, 0xEC));
+                               _mm512_ternarylogic_epi32(_mm512_srli_epi16(L, 4), hs[gg + 2], m0f,
+                                                         0xEC));
                     }
                 }
                 break;
@@ -481,11 +491,11 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
                     hm[0] = ld4(b, 0);
                     hm[1] = ld4(b, 16);
                 }
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int pq = 0; pq < 4; pq++) {
                     __m512i R = ld4(b, qo + 16 * (size_t)pq);
                     int h = pq / 2, l16 = pq % 2;
-                    #pragma GCC unroll 16
+#pragma GCC unroll 16
                     for (int gg = 0; gg < 4; gg++) {
                         int g = 8 * h + 2 * gg + l16;
                         __m512i q = _mm512_and_si512(_mm512_srli_epi16(R, 2 * gg), m03);
@@ -503,11 +513,11 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
 #undef APPLY4
         } else {
             __m512i scd = sc_dwords(rs[0].sc);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int it = 0; it < 4; it++) {
                 __m512i S = _mm512_permutexvar_epi32(ldidx(idx_it[it]), scd);
                 __m512i W = row_quants(T, b[0], it);
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int c = 0; c < NC; c++) {
                     __m512i Y = _mm512_loadu_si512(xq[c] + Q8K_QS + 64 * it);
                     acc[c] = _mm512_dpwssd_epi32(acc[c], _mm512_maddubs_epi16(W, Y), S);
@@ -517,23 +527,23 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
 
         /* float part, lane 4r + c, in the reference's order */
         uint16_t dh[4] = {0, 0, 0, 0}, mh[4] = {0, 0, 0, 0};
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int r = 0; r < MR; r++) {
             dh[r] = rs[r].d;
             mh[r] = rs[r].dmin;
         }
         const __m512i ir = MR == 4 ? ldidx(idx_rows) : _mm512_setzero_si512();
         const __m512i ic = ldidx(idx_cols);
-        __m512 dv = _mm512_permutexvar_ps(ir, _mm512_castps128_ps512(_mm_cvtph_ps(
-                                                  _mm_loadl_epi64((const __m128i *)dh))));
+        __m512 dv = _mm512_permutexvar_ps(
+            ir, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)dh))));
         __m512 mv = _mm512_setzero_ps();
         if (has_min(T))
-            mv = _mm512_permutexvar_ps(ir, _mm512_castps128_ps512(_mm_cvtph_ps(
-                                               _mm_loadl_epi64((const __m128i *)mh))));
-        #pragma GCC unroll 16
+            mv = _mm512_permutexvar_ps(
+                ir, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)mh))));
+#pragma GCC unroll 16
         for (int v = 0; v < NV; v++) {
             float dyv[4];
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int c = 0; c < 4; c++)
                 dyv[c] = 4 * v + c < NC ? ldf(xq[4 * v + c]) : 0.0f;
             __m512 dy = _mm512_permutexvar_ps(
@@ -548,21 +558,22 @@ AI void tile(const int T, const int MR, const int NC, int64_t nb, float *y, size
             }
             __m512 t = _mm512_mul_ps(_mm512_mul_ps(dv, dy), _mm512_cvtepi32_ps(isum));
             if (has_min(T))
-                t = _mm512_sub_ps(t, _mm512_mul_ps(_mm512_mul_ps(mv, dy),
-                                                   _mm512_cvtepi32_ps(msum[v])));
+                t = _mm512_sub_ps(
+                    t, _mm512_mul_ps(_mm512_mul_ps(mv, dy), _mm512_cvtepi32_ps(msum[v])));
             sum[v] = _mm512_add_ps(sum[v], t);
         }
     }
 
     float out[NCMAX / 4][16];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int v = 0; v < NV; v++)
         _mm512_storeu_ps(out[v], sum[v]);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < NC; c++)
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int r = 0; r < nr; r++)
-            y[(size_t)c * ldy + (size_t)r] = MR == 4 ? out[c / 4][4 * r + c % 4] : out[c / 4][c % 4];
+            y[(size_t)c * ldy + (size_t)r] =
+                MR == 4 ? out[c / 4][4 * r + c % 4] : out[c / 4][c % 4];
 }
 
 /* ---- one row, one activation row (vec_dot, decode) ---------------------------------------- */
@@ -621,9 +632,9 @@ AI void blocks1(const int T, const int NB, const uint8_t *w, const uint8_t *x, f
     __m128 t = _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)dh)), dy),
                           _mm_cvtepi32_ps(isum));
     if (has_min(T))
-        t = _mm_sub_ps(t, _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)mh)),
-                                                dy),
-                                     _mm_cvtepi32_ps(msum)));
+        t = _mm_sub_ps(
+            t, _mm_mul_ps(_mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si128((const __m128i *)mh)), dy),
+                          _mm_cvtepi32_ps(msum)));
     float tv[4];
     _mm_storeu_ps(tv, t);
     float s = *sum;
@@ -647,8 +658,8 @@ AI float dot1(const int T, int64_t nb, const uint8_t *w, const uint8_t *x)
 /* ---- entry points ------------------------------------------------------------------------- */
 
 /* one weight row against nc activation rows, 4 at a time */
-AI void gemm_rows1(const int T, int64_t n, float *y, size_t ldy, const uint8_t *w,
-                   const void *x, size_t x_stride, int nc)
+AI void gemm_rows1(const int T, int64_t n, float *y, size_t ldy, const uint8_t *w, const void *x,
+                   size_t x_stride, int nc)
 {
     const uint8_t *rows[4] = {w, w, w, w};
     const uint8_t *xb = x;
@@ -661,10 +672,18 @@ AI void gemm_rows1(const int T, int64_t n, float *y, size_t ldy, const uint8_t *
         float *yc = y + (size_t)c0 * ldy;
         const uint8_t *xc = xb + (size_t)c0 * x_stride;
         switch (nc - c0) {
-        case 1: tile(T, 1, 1, nb, yc, ldy, rows, 1, xc, x_stride); break;
-        case 2: tile(T, 1, 2, nb, yc, ldy, rows, 1, xc, x_stride); break;
-        case 3: tile(T, 1, 3, nb, yc, ldy, rows, 1, xc, x_stride); break;
-        default: tile(T, 1, 4, nb, yc, ldy, rows, 1, xc, x_stride); break;
+        case 1:
+            tile(T, 1, 1, nb, yc, ldy, rows, 1, xc, x_stride);
+            break;
+        case 2:
+            tile(T, 1, 2, nb, yc, ldy, rows, 1, xc, x_stride);
+            break;
+        case 3:
+            tile(T, 1, 3, nb, yc, ldy, rows, 1, xc, x_stride);
+            break;
+        default:
+            tile(T, 1, 4, nb, yc, ldy, rows, 1, xc, x_stride);
+            break;
         }
     }
 }
@@ -674,8 +693,8 @@ AI void gemm_any(const int T, int64_t n, float *y, size_t ldy, const void *w, si
 {
     if (nr == 1 || nc <= ROWWISE_NC) {
         for (int r = 0; r < nr; r++)
-            gemm_rows1(T, n, y + r, ldy, (const uint8_t *)w + (size_t)r * w_stride, x,
-                       x_stride, nc);
+            gemm_rows1(T, n, y + r, ldy, (const uint8_t *)w + (size_t)r * w_stride, x, x_stride,
+                       nc);
         return;
     }
     const uint8_t *rows[4];
@@ -715,15 +734,15 @@ AI void gemm_any(const int T, int64_t n, float *y, size_t ldy, const void *w, si
     }
 }
 
-#define DEFINE_TYPE(NAME, T)                                                                   \
-    static void NAME##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t w_stride,  \
-                            int nr, const void *x, size_t x_stride, int nc)                    \
-    {                                                                                          \
-        gemm_any(T, n, y, ldy, w, w_stride, nr, x, x_stride, nc);                              \
-    }                                                                                          \
-    static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)              \
-    {                                                                                          \
-        *s = dot1(T, n / QK_K, w, x);                                                          \
+#define DEFINE_TYPE(NAME, T)                                                                       \
+    static void NAME##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t w_stride,       \
+                            int nr, const void *x, size_t x_stride, int nc)                        \
+    {                                                                                              \
+        gemm_any(T, n, y, ldy, w, w_stride, nr, x, x_stride, nc);                                  \
+    }                                                                                              \
+    static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)                  \
+    {                                                                                              \
+        *s = dot1(T, n / QK_K, w, x);                                                              \
     }
 
 DEFINE_TYPE(q2_K, HR_TYPE_Q2_K)
