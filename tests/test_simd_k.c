@@ -13,9 +13,12 @@
  *    quantizer and random activations (qs in −128..127, bsums consistent, as
  *    the format defines them). The integer sums must be exact, so a result may
  *    differ from the reference only by float rounding in combining the
- *    super-block terms t_i = d·d_a·isum_i − dmin·d_a·msum_i: with at most 64
- *    blocks that is far below 1e-5·Σ|t_i| (64 additions at 2^-24 each), and
- *    1e-6 absorbs rounding of the terms when everything cancels. The gemm
+ *    super-block terms t_i = d·d_a·isum_i − dmin·d_a·msum_i: summed in any
+ *    order, 12 blocks (the most used here) err by at most 12·2^-24·Σ|t_i| <
+ *    1e-6·Σ|t_i|, so 1e-5·Σ|t_i| is a safe bound, and 1e-6 absorbs rounding
+ *    of the terms when everything cancels. (The kernels in fact keep the
+ *    reference's order and match it bit for bit; the bound leaves them free
+ *    to reorder.) The gemm
  *    tiles must also leave every output outside the tile untouched.
  */
 #include "arch/arch.h"
