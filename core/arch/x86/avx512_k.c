@@ -28,9 +28,11 @@
  * end of a super-block two rounds of unpack+add turn four of them into one
  * zmm whose lane 4r + c holds the integer sum of (row r, column c).
  *
- * Throughput: on a Sapphire Rapids core vpdpwssd and vpdpbusd both issue
- * once per cycle (one port), so maddubs + dpwssd costs the same port time per
- * 64 products as a bare dpbusd; a 4×16 tile reaches ~90% of that bound.
+ * Throughput (one thread on the development Xeon, bench/kernels_k.c): a 4×16
+ * tile does ~270-290 GOP/s on L2-resident data, about two thirds of the
+ * ~420 GOP/s of independent vpdpbusd chains that `hearth bench --limits`
+ * measures; the rest goes to unpacking, scale shuffles and the per-block
+ * reductions that keep the sums exact.
  *
  * A single weight row (vec_dot, decode, and tiles of one row) holds four
  * consecutive groups of that row in the four lanes; against one activation
