@@ -67,12 +67,12 @@ static void bench_type(uint32_t type)
     fill(type, w, rows, n);
 
     /* prompt: 256 rows × 2048 weights, 64 tokens */
-    int64_t n2 = 2048, rows2 = 256, T = 64;
+    int64_t n2 = getenv("BENCH_N") ? atoll(getenv("BENCH_N")) : 2048, rows2 = 256, T = 64;
     size_t wrow2 = hr_row_size(type, n2), xrow2 = hr_row_size(vt, n2);
     char *w2 = malloc((size_t)rows2 * wrow2);
     fill(type, w2, rows2, n2);
     char *x = malloc((size_t)T * (xrow > xrow2 ? xrow : xrow2));
-    float *xf = malloc((size_t)n * sizeof *xf);
+    float *xf = malloc((size_t)(n > n2 ? n : n2) * sizeof *xf);
     float *y = malloc((size_t)T * (size_t)(rows > rows2 ? rows : rows2) * sizeof *y);
 
     for (int isa = 0; isa <= (int)hr_isa_detect(); isa++) {

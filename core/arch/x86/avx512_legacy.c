@@ -5,37 +5,37 @@
  * Q8_1, F16, BF16). Registered by arch_avx512_legacy_init over the AVX2
  * table; tests/test_simd_legacy.c checks each against the scalar reference.
  *
- * Integer products (legacy quants × Q8_0/Q8_1 activations). One step covers
- * two consecutive 32-element blocks b, b+1 in one 512-bit register, their
- * 4-byte groups interleaved: dword lane L holds elements 4j..4j+3 (j = L/2)
- * of block b + (L&1). The order of the elements inside a block does not
- * matter to a dot product as long as both operands use the same one, and
- * this order lets a block pair's two fp16 scales enter as one broadcast
- * 32-bit word converted to 16 floats {d_b, d_b+1, d_b, d_b+1, ...}.
+ * Integer products (legacy quants × Q8_0/Q8_1 activations) are bit-identical
+ * to the scalar reference. Its per-block expression is kept exactly:
+ * isum is an exact int32 sum, then sum += (d_w·d_a)·isum [+ m_w·s_a], block
+ * after block, each product and sum rounded as the scalar code rounds them.
+ * Only the integer part is reorganised, which changes nothing.
  *
- * vpdpbusd multiplies unsigned by signed bytes and adds each group of 4
- * products to an int32 lane, without saturation. The weights are made
- * unsigned by an offset o whose contribution is removed exactly, in the
- * integer domain:  Σ (q − o)·a = Σ q·a − o·Σa.  The lane's −o·Σa depends
- * only on the activations; it is computed once per activation row and step
- * and fed to vpdpbusd as its accumulator input. Q4_0: q = nibble, o = 8;
- * Q5_0: q = 5-bit value, o = 16; Q8_0: q = w XOR 0x80 = w + 128, o = 128.
- * Q4_1/Q5_1 need no offset; their m·s term is one more multiply-add, on
- * lanes 0 and 1 only (one lane per block). So every int32 lane is an exact
- * partial sum of a block's integer dot; it is converted to float (exact,
- * |lane| < 2^24) and multiplied by the block's d_w·d_a (that product rounded
- * once, as the reference rounds it). Results differ from the reference only
- * by the order of the float additions.
+ * Tiles ("row lanes"): gemm computes 16 weight rows × up to 16 activation
+ * rows. Lane r of every zmm belongs to weight row r. A block's quants are
+ * transposed into 8 vectors q[g] (lane r = the 4 quants of elements
+ * 4g..4g+3 of row r: 4×4 dword transposes of 16-byte loads), and each
+ * activation dword is broadcast to all lanes, so 8 vpdpbusd leave the
+ * block's whole integer sum for 16 rows in one register; the float work is
+ * then 4 vector operations per block for 16 rows. One accumulator per
+ * activation row; the weights of a block are unpacked once for all of them.
  *
- * Tiles: gemm computes QMR weight rows × up to QNC activation rows. A step's
- * unpacked weights are reused for every activation row of the tile, its
- * activations for every weight row, and the QMR·QNC accumulators stay in
- * registers (32 zmm). vec_dot is the 1×1 tile. A tile with fewer than QMR
- * rows repeats its last row (the extra results are dropped): only edge tiles
- * pay for it.
+ * vpdpbusd multiplies unsigned by signed bytes, adding each group of 4
+ * products into an int32 lane, without saturation:
+ *  - Q4_0/Q5_0/Q8_0: the weights are the signed operand, w = q − o (o = 8,
+ *    16; Q8_0: w itself), the activations the unsigned one, a + 128 (a XOR
+ *    0x80, made once per tile): Σ (a + 128)·w − 128·Σw = Σ a·w, with Σw from
+ *    the weights alone (once per block for all activation rows);
+ *  - Q4_1/Q5_1: unsigned q times signed a directly; m_w·s_a is added in the
+ *    float expression as the reference does.
+ * vec_dot puts 16 consecutive blocks of its row in the lanes instead (the
+ * activations gathered alike, the Σa correction from the activations) and
+ * adds the 16 block terms in order.
  *
- * Float types: 16 elements per step, products by FMA in f32 (exact for F16
- * and BF16 operands), a masked step for a tail shorter than 16.
+ * Float types: 4×4 tiles of 16 elements per step, products by FMA in f32
+ * (exact for F16 and BF16 operands), a masked step for a tail shorter than
+ * 16. The reference sums these in double, so they agree to float rounding
+ * (the test states the bound), not bit for bit.
  */
 #include "x86_common.h"
 
@@ -140,11 +140,11 @@ static void bf16_act(const float *src, void *dst, int64_t n)
 
 /* ---- legacy quants × Q8_0 / Q8_1 ------------------------------------------------ */
 
-#define QMR 8 /* weight rows per tile: QRP pairs, one pair per zmm */
-#define QRP (QMR / 2)
-#define QNC 4        /* activation rows per tile */
-#define CHUNK 8      /* blocks per set of scale products */
-#define PF_DIST 1024 /* vec_dot: bytes ahead in its row */
+#define QMR 16     /* weight rows per tile: one per int32 lane */
+#define QNC 16     /* activation rows per tile */
+#define CH 16      /* blocks per chunk of activation-side data */
+#define PF_EVERY 2 /* decode: prefetch every this many blocks, one tile ahead */
+#define CG 4       /* activation rows whose dot chains are interleaved */
 
 enum qkind { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
 
@@ -182,9 +182,9 @@ X86_INLINE bool has_qh(enum qkind k)
     return k == K_Q5_0 || k == K_Q5_1;
 }
 
-X86_INLINE int offset_of(enum qkind k) /* o in Σ (q − o)·a */
+X86_INLINE int offset_log2(enum qkind k) /* o = 2^this in Σ (q − o)·a; 0: none */
 {
-    return k == K_Q4_0 ? 8 : k == K_Q5_0 ? 16 : k == K_Q8_0 ? 128 : 0;
+    return k == K_Q4_0 ? 3 : k == K_Q5_0 ? 4 : k == K_Q8_0 ? 7 : 0;
 }
 
 X86_INLINE size_t x_bytes(enum qkind k)
@@ -197,240 +197,326 @@ X86_INLINE size_t x_qs(enum qkind k)
     return has_m(k) ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
 }
 
-/* The fp16 field at byte `off` of cnt (<= 8) consecutive blocks of `stride`
- * bytes, as 8 floats (0 past cnt). The gather reads 4 bytes per block,
- * within it (blocks are at least 18 bytes). */
-X86_INLINE __m256 scales8(const uint8_t *p, const size_t stride, const size_t off, int cnt)
+/* 16 fp16 patterns in the low halves of the dwords of v, as floats. */
+X86_INLINE __m512 f16_lo(__m512i v)
 {
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                           _mm256_set1_epi32((int)stride));
-    __mmask8 m = (__mmask8)(cnt >= 8 ? 0xffu : (1u << cnt) - 1);
-    __m256i v = _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), m, idx, p + off, 1);
-    return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v));
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
 }
 
-/* Lane L <- dword L/2 of (L odd ? b : a), from the low 256 bits of each. */
-X86_INLINE __m512i ilv8(__m512i a, __m512i b)
+/* Q5: adds 16 to the quants whose 5th bit is set. h lane i holds the qh
+ * word of lane i's block; group g takes bits 4g..4g+3, i.e. nibble g%2 of
+ * byte g/2: spread that byte over the lane, then test one bit per byte. */
+X86_INLINE void add_high_bits(__m512i h, __m512i q[8])
 {
-    const __m512i idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    return _mm512_permutex2var_epi32(a, idx, b);
+    const __m512i lo = _mm512_set1_epi32(0x08040201), hi = _mm512_set1_epi32((int)0x80402010);
+    const __m512i base = _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512i t = _mm512_shuffle_epi8(h, _mm512_add_epi8(base, _mm512_set1_epi8((char)j)));
+        q[2 * j] = _mm512_mask_add_epi8(q[2 * j], _mm512_test_epi8_mask(t, lo), q[2 * j],
+                                        _mm512_set1_epi8(0x10));
+        q[2 * j + 1] = _mm512_mask_add_epi8(q[2 * j + 1], _mm512_test_epi8_mask(t, hi),
+                                            q[2 * j + 1], _mm512_set1_epi8(0x10));
+    }
 }
 
-X86_INLINE __m512 ilv8_ps(__m256 a, __m256 b)
+/* The quants of one block as 8 vectors of 16 lanes: q[g] lane i holds the
+ * unsigned quants (nibble, 5-bit value, or w XOR 0x80 for Q8_0) of elements
+ * 4g..4g+3 of the block at p + off[i] (off: byte offsets, < 2^31). Gathers
+ * read 4 bytes at a time, all inside the blocks; masked-off lanes read
+ * nothing and hold 0. */
+X86_INLINE void quants16(const enum qkind k, const uint8_t *p, __m512i off, __mmask16 m,
+                         __m512i q[8])
 {
-    return _mm512_castsi512_ps(ilv8(_mm512_castsi256_si512(_mm256_castps_si256(a)),
-                                    _mm512_castsi256_si512(_mm256_castps_si256(b))));
-}
-
-/* The unpacked weights of one block of rows p0 (even lanes) and p1 (odd
- * lanes) in the pair layout: lane L holds elements 4j..4j+3, j = L/2. */
-X86_INLINE __m512i load_wpair(const enum qkind k, const uint8_t *p0, const uint8_t *p1, size_t pf)
-{
-    _mm_prefetch((const char *)p0 + pf, _MM_HINT_T0);
-    _mm_prefetch((const char *)p1 + pf, _MM_HINT_T0);
+    const __m512i zero = _mm512_setzero_si512();
     if (k == K_Q8_0) {
-        __m512i a = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p0 + w_qs(k))));
-        __m512i b = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p1 + w_qs(k))));
-        return _mm512_xor_si512(ilv8(a, b), _mm512_set1_epi8((char)0x80));
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++)
+            q[g] =
+                _mm512_xor_si512(_mm512_mask_i32gather_epi32(zero, m, off, p + w_qs(k) + 4 * g, 1),
+                                 _mm512_set1_epi8((char)0x80));
+        return;
     }
-    /* nibbles: dwords 0..3 of both rows' qs interleaved, twice; the upper
-     * copy shifted right by 4 gives the high nibbles (elements 16..31) */
-    const __m512i idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 0, 16, 1, 17, 2, 18, 3, 19);
-    const __m512i shift = _mm512_setr_epi64(0, 0, 0, 0, 0x0004000400040004ll, 0x0004000400040004ll,
-                                            0x0004000400040004ll, 0x0004000400040004ll);
-    __m512i a = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p0 + w_qs(k))));
-    __m512i b = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p1 + w_qs(k))));
-    __m512i v = _mm512_permutex2var_epi32(a, idx, b);
-    v = _mm512_and_si512(_mm512_srlv_epi16(v, shift), _mm512_set1_epi8(0x0f));
-    if (has_qh(k)) {
-        /* bit e of qh is the 5th bit of element e; byte 8j+i (i < 4) is
-         * element 4j+i of row p0, byte 8j+4+i that of row p1: spread each
-         * row's 32 bits over alternate nibbles of the byte mask */
-        uint64_t h0 = x86_ld32(p0 + w_qh(k)), h1 = x86_ld32(p1 + w_qh(k));
-        __mmask64 hb = _pdep_u64(h0, 0x0f0f0f0f0f0f0f0full) | _pdep_u64(h1, 0xf0f0f0f0f0f0f0f0ull);
-        v = _mm512_mask_add_epi8(v, hb, v, _mm512_set1_epi8(0x10));
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        __m512i v = _mm512_mask_i32gather_epi32(zero, m, off, p + w_qs(k) + 4 * g, 1);
+        q[g] = _mm512_and_si512(v, _mm512_set1_epi8(0x0f));
+        q[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0f));
     }
-    return v;
+    if (has_qh(k)) add_high_bits(_mm512_mask_i32gather_epi32(zero, m, off, p + w_qh(k), 1), q);
 }
 
-/* One activation block in the pair layout (each dword twice) and its lane
- * corrections −o·Σa. */
-X86_INLINE void load_x(const enum qkind k, const uint8_t *p, __m512i *a, __m512i *corr)
+/* 16 weight rows' 16 bytes at p + ro[r] as 4 vectors: v[j] lane r = dword j
+ * of row r (4×4 dword transposes of 16-byte loads: cheaper than gathers). */
+X86_INLINE void transpose16(const uint8_t *p, const size_t ro[QMR], __m512i v[4])
 {
-    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    *a = _mm512_permutexvar_epi32(
-        dup, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + x_qs(k)))));
-    if (offset_of(k)) {
-        __m512i sum =
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)offset_of(k)), *a);
-        *corr = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
-    } else {
-        *corr = _mm512_setzero_si512();
+    __m512i z[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        z[i] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p + ro[i])));
+        z[i] = _mm512_mask_broadcast_i32x4(z[i], 0x00f0,
+                                           _mm_loadu_si128((const __m128i *)(p + ro[i + 4])));
+        z[i] = _mm512_mask_broadcast_i32x4(z[i], 0x0f00,
+                                           _mm_loadu_si128((const __m128i *)(p + ro[i + 8])));
+        z[i] = _mm512_mask_broadcast_i32x4(z[i], 0xf000,
+                                           _mm_loadu_si128((const __m128i *)(p + ro[i + 12])));
+    }
+    /* 128-bit lane L of z[i] holds row 4L+i; transpose each lane's 4×4 */
+    __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    v[0] = _mm512_unpacklo_epi64(t0, t2);
+    v[1] = _mm512_unpackhi_epi64(t0, t2);
+    v[2] = _mm512_unpacklo_epi64(t1, t3);
+    v[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* The quants of one block of 16 weight rows, q[g] lane r = elements
+ * 4g..4g+3 of row r: for the offset kinds signed (q − o, or w for Q8_0),
+ * for Q4_1/Q5_1 the unsigned q. */
+X86_INLINE void quants_rows(const enum qkind k, const uint8_t *p, const size_t ro[QMR],
+                            __m512i roff, __m512i q[8])
+{
+    if (k == K_Q8_0) {
+        transpose16(p + w_qs(k), ro, q);
+        transpose16(p + w_qs(k) + 16, ro, q + 4);
+        return;
+    }
+    __m512i v[4];
+    transpose16(p + w_qs(k), ro, v);
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        q[g] = _mm512_and_si512(v[g], _mm512_set1_epi8(0x0f));
+        q[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v[g], 4), _mm512_set1_epi8(0x0f));
+    }
+    if (has_qh(k)) add_high_bits(_mm512_i32gather_epi32(roff, p + w_qh(k), 1), q);
+    if (offset_log2(k)) {
+        const __m512i o = _mm512_set1_epi8((char)(1 << offset_log2(k)));
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++)
+            q[g] = _mm512_sub_epi8(q[g], o);
     }
 }
 
-/* Scale products d_w·d_a of a chunk for each row pair and activation row:
- * d[p][c][2j + i] belongs to row 2p+i and chunk block j, so a block's pair
- * is one 64-bit broadcast matching the lane layout. */
-struct chunk_scales {
-    _Alignas(64) float d[QRP][QNC][2 * CHUNK];
+/* Activation-side data of a chunk of blocks, per activation row: d_a (and
+ * Q8_1's s) as floats and, for the offset kinds, the quants made unsigned
+ * (a XOR 0x80 = a + 128). */
+struct xchunk {
+    _Alignas(64) uint8_t q[QNC][CH][32];
+    float d[QNC][CH];
+    float s[QNC][CH];
 };
 
-/* One block (chunk index j) of a tile of rp row pairs × nc activation
- * rows; wo/xo: the block's byte offsets in the weight and activation rows. */
-X86_INLINE void qstep(const enum qkind k, const int rp, const int nc, __m512 acc[QRP][QNC],
-                      const uint8_t *const wr[QMR], const uint8_t *const xc[QNC], size_t wo,
-                      size_t xo, const struct chunk_scales *cs, int j, size_t pf)
+/* One tile: 16 weight rows (rows >= nr repeat row nr−1; only nr are
+ * stored) × nc activation rows. Lane r of acc[c] is the reference's running
+ * sum for (row r, activation c), updated block by block with the
+ * reference's float expression, so results are the reference's bit for
+ * bit. The integer sum of a block:
+ *  - Q4_0/Q5_0/Q8_0: signed weights w = q − o (w itself for Q8_0) times
+ *    unsigned a + 128: Σ (a + 128)·w − 128·Σw, the correction from the
+ *    weights alone (once per block for all activation rows);
+ *  - Q4_1/Q5_1: unsigned q times signed a, no correction. */
+X86_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, size_t ldy,
+                      const void *w, size_t w_stride, int nr, const void *x, size_t x_stride)
 {
-    __m512i q[QRP];
-#pragma GCC unroll 4
-    for (int p = 0; p < rp; p++)
-        q[p] = load_wpair(k, wr[2 * p] + wo, wr[2 * p + 1] + wo, pf);
-#pragma GCC unroll 4
-    for (int c = 0; c < nc; c++) {
-        __m512i a, corr;
-        load_x(k, xc[c] + xo, &a, &corr);
-#pragma GCC unroll 4
-        for (int p = 0; p < rp; p++) {
-            double dd;
-            memcpy(&dd, &cs->d[p][c][2 * j], sizeof dd);
-            __m512 d = _mm512_castpd_ps(_mm512_set1_pd(dd));
-            __m512i t = _mm512_dpbusd_epi32(corr, q[p], a);
-            acc[p][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), d, acc[p][c]);
-        }
-    }
-}
-
-/* y[c·ldy + r] for r < nr: each row's 8 lanes summed as x86_hsum256 does. */
-X86_INLINE void qstore(const int rp, const int nc, __m512 acc[QRP][QNC], float *y, size_t ldy,
-                       int nr)
-{
-    const __m512i split = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-#pragma GCC unroll 4
-    for (int c = 0; c < nc; c++) {
-        float t[QMR];
-        __m256 rows[QMR];
-#pragma GCC unroll 4
-        for (int p = 0; p < rp; p++) {
-            __m512 v = _mm512_permutexvar_ps(split, acc[p][c]);
-            rows[2 * p] = _mm512_castps512_ps256(v);
-            rows[2 * p + 1] = _mm512_extractf32x8_ps(v, 1);
-        }
-        if (rp % 2 == 0) {
-#pragma GCC unroll 4
-            for (int i = 0; i < 2 * rp; i += 4)
-                _mm_storeu_ps(t + i, x86_hsum4x256(rows[i], rows[i + 1], rows[i + 2], rows[i + 3]));
-        } else {
-#pragma GCC unroll 4
-            for (int i = 0; i < 2 * rp; i++)
-                t[i] = x86_hsum256(rows[i]);
-        }
-        float *yc = y + (size_t)c * ldy;
-        if (nr == 2 * rp) {
-            memcpy(yc, t, (size_t)nr * sizeof *yc);
-        } else {
-            for (int r = 0; r < nr; r++)
-                yc[r] = t[r];
-        }
-    }
-}
-
-X86_INLINE void qtile(const enum qkind k, const int rp, const int nc, int64_t n, float *y,
-                      size_t ldy, const void *w, size_t w_stride, int nr, const void *x,
-                      size_t x_stride)
-{
-    const uint8_t *wr[QMR], *xc[QNC];
-    __m512 acc[QRP][QNC];
-    struct chunk_scales cs;
-#pragma GCC unroll 8
-    for (int r = 0; r < 2 * rp; r++)
-        wr[r] = (const uint8_t *)w + (size_t)(r < nr ? r : nr - 1) * w_stride;
-#pragma GCC unroll 4
+    const size_t wb = w_bytes(k), xb = x_bytes(k);
+    const bool offs = offset_log2(k) != 0;
+    const int64_t nb = n / 32;
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t ro[QMR];
+    for (int r = 0; r < QMR; r++)
+        ro[r] = (size_t)(r < nr ? r : nr - 1) * w_stride;
+    const __m512i roff = _mm512_mullo_epi32(_mm512_min_epi32(iota, _mm512_set1_epi32(nr - 1)),
+                                            _mm512_set1_epi32((int)w_stride));
+    const __m512i xoff = _mm512_mullo_epi32(iota, _mm512_set1_epi32((int)xb));
+    const uint8_t *xc[QNC];
+    __m512 acc[QNC];
+#pragma GCC unroll 16
     for (int c = 0; c < nc; c++) {
         xc[c] = (const uint8_t *)x + (size_t)c * x_stride;
-#pragma GCC unroll 4
-        for (int p = 0; p < rp; p++)
-            acc[p][c] = _mm512_setzero_ps();
+        acc[c] = _mm512_setzero_ps();
     }
-    const int64_t nb = n / 32;
-    const size_t wb = w_bytes(k), xb = x_bytes(k);
-    const size_t pf = rp > 1 ? (size_t)QMR * w_stride : PF_DIST;
-    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
-        int cnt = nb - b0 < CHUNK ? (int)(nb - b0) : CHUNK;
-        /* the chunk's scale products; Q4_1/Q5_1: each block's m_w·s_a
-         * goes into lane j of its (row, activation) first, as the AVX2
-         * kernel does it */
-        __m512 dw[QRP], mw[QRP];
-#pragma GCC unroll 4
-        for (int p = 0; p < rp; p++) {
-            const uint8_t *p0 = wr[2 * p] + (size_t)b0 * wb, *p1 = wr[2 * p + 1] + (size_t)b0 * wb;
-            dw[p] = ilv8_ps(scales8(p0, wb, 0, cnt), scales8(p1, wb, 0, cnt));
-            if (has_m(k)) mw[p] = ilv8_ps(scales8(p0, wb, 2, cnt), scales8(p1, wb, 2, cnt));
-        }
-#pragma GCC unroll 4
+    struct xchunk xd;
+    for (int64_t b0 = 0; b0 < nb; b0 += CH) {
+        int cnt = nb - b0 < CH ? (int)(nb - b0) : CH;
+        __mmask16 cm = (__mmask16)((1u << cnt) - 1);
         for (int c = 0; c < nc; c++) {
-            const uint8_t *px = xc[c] + (size_t)b0 * xb;
-            __m512 dx = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(scales8(px, xb, 0, cnt)));
-            __m512 sx =
-                has_m(k)
-                    ? _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(scales8(px, xb, 2, cnt)))
-                    : dx;
-#pragma GCC unroll 4
-            for (int p = 0; p < rp; p++) {
-                _mm512_store_ps(cs.d[p][c], _mm512_mul_ps(dw[p], dx));
-                if (has_m(k)) acc[p][c] = _mm512_fmadd_ps(mw[p], sx, acc[p][c]);
+            const uint8_t *p = xc[c] + (size_t)b0 * xb;
+            __m512i ds = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cm, xoff, p, 1);
+            _mm512_store_ps(xd.d[c], f16_lo(ds));
+            if (has_m(k)) _mm512_store_ps(xd.s[c], f16_lo(_mm512_srli_epi32(ds, 16)));
+            if (offs)
+                for (int j = 0; j < cnt; j++)
+                    _mm256_store_si256(
+                        (__m256i *)xd.q[c][j],
+                        _mm256_xor_si256(
+                            _mm256_loadu_si256((const __m256i *)(p + (size_t)j * xb + x_qs(k))),
+                            _mm256_set1_epi8((char)0x80)));
+        }
+        for (int j = 0; j < cnt; j++) {
+            const uint8_t *p = (const uint8_t *)w + (size_t)(b0 + j) * wb;
+            if (nc <= 2 && j % PF_EVERY == 0) /* decode: fetch the next tile's rows ahead */
+                for (int r = 0; r < QMR; r++)
+                    _mm_prefetch((const char *)p + ro[r] + QMR * w_stride, _MM_HINT_T0);
+            __m512i dm = _mm512_i32gather_epi32(roff, p, 1); /* d, and m for Q4_1/Q5_1 */
+            __m512 dw = f16_lo(dm), mw = _mm512_setzero_ps();
+            if (has_m(k)) mw = f16_lo(_mm512_srli_epi32(dm, 16));
+            __m512i q[8];
+            quants_rows(k, p, ro, roff, q);
+            __m512i corr = _mm512_setzero_si512();
+            if (offs) {
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++)
+                    corr = _mm512_dpbusd_epi32(corr, _mm512_set1_epi8(1), q[g]);
+                corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(corr, 7));
+            }
+            /* activation rows in groups of CG, their dpbusd chains
+             * interleaved so that enough independent ones are in flight */
+#pragma GCC unroll 16
+            for (int c0 = 0; c0 < nc; c0 += CG) {
+                const int cg = nc - c0 < CG ? nc - c0 : CG;
+                const uint8_t *a[CG];
+                __m512i t[CG];
+#pragma GCC unroll 8
+                for (int i = 0; i < cg; i++) {
+                    a[i] = offs ? xd.q[c0 + i][j] : xc[c0 + i] + (size_t)(b0 + j) * xb + x_qs(k);
+                    t[i] = corr;
+                }
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++)
+#pragma GCC unroll 8
+                    for (int i = 0; i < cg; i++) {
+                        __m512i av = _mm512_set1_epi32((int)x86_ld32(a[i] + 4 * g));
+                        t[i] = offs ? _mm512_dpbusd_epi32(t[i], av, q[g])
+                                    : _mm512_dpbusd_epi32(t[i], q[g], av);
+                    }
+#pragma GCC unroll 8
+                for (int i = 0; i < cg; i++) {
+                    /* sum += (d_w·d_a)·isum [+ m_w·s_a], in that order */
+                    const int c = c0 + i;
+                    __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(xd.d[c][j]));
+                    __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(t[i]));
+                    if (has_m(k))
+                        v = _mm512_add_ps(v, _mm512_mul_ps(mw, _mm512_set1_ps(xd.s[c][j])));
+                    acc[c] = _mm512_add_ps(acc[c], v);
+                }
             }
         }
-        for (int j = 0; j < cnt; j++)
-            qstep(k, rp, nc, acc, wr, xc, (size_t)(b0 + j) * wb, (size_t)(b0 + j) * xb, &cs, j, pf);
     }
-    qstore(rp, nc, acc, y, ldy, nr);
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+#pragma GCC unroll 16
+    for (int c = 0; c < nc; c++)
+        _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
 }
 
-/* vec_dot (one row pair, the row twice), the gemm entry, one tile function
- * per nc. */
+/* vec_dot: 16 consecutive blocks of the row per step, one per lane (the
+ * activations gathered the same way); the per-block terms are then added
+ * in block order, as the reference does. */
+X86_INLINE void qdot(const enum qkind k, int64_t n, float *s, const void *vw, const void *vx)
+{
+    const size_t wb = w_bytes(k), xb = x_bytes(k);
+    const int64_t nb = n / 32;
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i woff = _mm512_mullo_epi32(iota, _mm512_set1_epi32((int)wb));
+    const __m512i xoff = _mm512_mullo_epi32(iota, _mm512_set1_epi32((int)xb));
+    const __m512i zero = _mm512_setzero_si512();
+    float sum = 0.0f;
+    for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+        int cnt = nb - b0 < 16 ? (int)(nb - b0) : 16;
+        __mmask16 m = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *pw = (const uint8_t *)vw + (size_t)b0 * wb;
+        const uint8_t *px = (const uint8_t *)vx + (size_t)b0 * xb;
+        __m512i q[8], a[8];
+        quants16(k, pw, woff, m, q);
+        __m512i sa = zero;
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            a[g] = _mm512_mask_i32gather_epi32(zero, m, xoff, px + x_qs(k) + 4 * g, 1);
+            if (offset_log2(k)) sa = _mm512_dpbusd_epi32(sa, _mm512_set1_epi8(1), a[g]);
+        }
+        __m512i t = _mm512_sub_epi32(zero, _mm512_slli_epi32(sa, (unsigned)offset_log2(k)));
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++)
+            t = _mm512_dpbusd_epi32(t, q[g], a[g]);
+        __m512i dmw = _mm512_mask_i32gather_epi32(zero, m, woff, pw, 1);
+        __m512i dsx = _mm512_mask_i32gather_epi32(zero, m, xoff, px, 1);
+        __m512 v = _mm512_mul_ps(_mm512_mul_ps(f16_lo(dmw), f16_lo(dsx)), _mm512_cvtepi32_ps(t));
+        if (has_m(k))
+            v = _mm512_add_ps(v, _mm512_mul_ps(f16_lo(_mm512_srli_epi32(dmw, 16)),
+                                               f16_lo(_mm512_srli_epi32(dsx, 16))));
+        float tv[16];
+        _mm512_storeu_ps(tv, v);
+        for (int i = 0; i < cnt; i++)
+            sum += tv[i];
+    }
+    *s = sum;
+}
+
+/* The tile functions per nc, and their gemm entry (nc >= 1). */
+#define QTILE_FN(name, kind, NCX)                                                                  \
+    static void name##_t##NCX(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,   \
+                              const void *x, size_t xs)                                            \
+    {                                                                                              \
+        qtile(kind, NCX, n, y, ldy, w, ws, nr, x, xs);                                             \
+    }
+
 #define QUANT_KERNELS(name, kind)                                                                  \
     static void name##_dot(int64_t n, float *s, const void *vx, const void *vy)                    \
     {                                                                                              \
-        qtile(kind, 1, 1, n, s, 1, vx, 0, 1, vy, 0);                                               \
+        qdot(kind, n, s, vx, vy);                                                                  \
     }                                                                                              \
-    static void name##_t1(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        qtile(kind, QRP, 1, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
-    static void name##_t2(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        qtile(kind, QRP, 2, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
-    static void name##_t3(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        qtile(kind, QRP, 3, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
-    static void name##_t4(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        qtile(kind, QRP, 4, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
+    QTILE_FN(name, kind, 1)                                                                        \
+    QTILE_FN(name, kind, 2)                                                                        \
+    QTILE_FN(name, kind, 3)                                                                        \
+    QTILE_FN(name, kind, 4)                                                                        \
+    QTILE_FN(name, kind, 5)                                                                        \
+    QTILE_FN(name, kind, 6)                                                                        \
+    QTILE_FN(name, kind, 7)                                                                        \
+    QTILE_FN(name, kind, 8)                                                                        \
+    QTILE_FN(name, kind, QNC)                                                                      \
     static void name##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,     \
                             const void *x, size_t xs, int nc)                                      \
     {                                                                                              \
-        switch (nc) {                                                                              \
-        case 1:                                                                                    \
-            name##_t1(n, y, ldy, w, ws, nr, x, xs);                                                \
-            break;                                                                                 \
-        case 2:                                                                                    \
-            name##_t2(n, y, ldy, w, ws, nr, x, xs);                                                \
-            break;                                                                                 \
-        case 3:                                                                                    \
-            name##_t3(n, y, ldy, w, ws, nr, x, xs);                                                \
-            break;                                                                                 \
-        default:                                                                                   \
-            name##_t4(n, y, ldy, w, ws, nr, x, xs);                                                \
-            break;                                                                                 \
+        if (ws > (size_t)INT32_MAX / QMR) { /* gather offsets would overflow */                    \
+            for (int c = 0; c < nc; c++)                                                           \
+                for (int r = 0; r < nr; r++)                                                       \
+                    name##_dot(n, y + (size_t)c * ldy + r, (const uint8_t *)w + (size_t)r * ws,    \
+                               (const uint8_t *)x + (size_t)c * xs);                               \
+            return;                                                                                \
+        }                                                                                          \
+        while (nc > 0) {                                                                           \
+            int t = nc >= QNC ? QNC : nc >= 8 ? 8 : nc;                                            \
+            switch (t) {                                                                           \
+            case 1:                                                                                \
+                name##_t1(n, y, ldy, w, ws, nr, x, xs);                                            \
+                break;                                                                             \
+            case 2:                                                                                \
+                name##_t2(n, y, ldy, w, ws, nr, x, xs);                                            \
+                break;                                                                             \
+            case 3:                                                                                \
+                name##_t3(n, y, ldy, w, ws, nr, x, xs);                                            \
+                break;                                                                             \
+            case 4:                                                                                \
+                name##_t4(n, y, ldy, w, ws, nr, x, xs);                                            \
+                break;                                                                             \
+            case 5:                                                                                \
+                name##_t5(n, y, ldy, w, ws, nr, x, xs);                                            \
+                break;                                                                             \
+            case 6:                                                                                \
+                name##_t6(n, y, ldy, w, ws, nr, x, xs);                                            \
+                break;                                                                             \
+            case 7:                                                                                \
+                name##_t7(n, y, ldy, w, ws, nr, x, xs);                                            \
+                break;                                                                             \
+            case 8:                                                                                \
+                name##_t8(n, y, ldy, w, ws, nr, x, xs);                                            \
+                break;                                                                             \
+            default:                                                                               \
+                name##_tQNC(n, y, ldy, w, ws, nr, x, xs);                                          \
+                break;                                                                             \
+            }                                                                                      \
+            y += (size_t)t * ldy;                                                                  \
+            x = (const uint8_t *)x + (size_t)t * xs;                                               \
+            nc -= t;                                                                               \
         }                                                                                          \
     }
 
@@ -520,7 +606,7 @@ X86_INLINE void ftile(const enum fkind k, const int mr, const int nc, int64_t n,
         for (int r = 0; r < mr; r++)
             acc[r][c] = _mm512_setzero_ps();
     }
-    const size_t pf = mr > 1 ? (size_t)FMR * w_stride : PF_DIST;
+    const size_t pf = mr > 1 ? (size_t)FMR * w_stride : 1024;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
         fstep(k, mr, nc, false, 0, acc, wr, xc, i, pf);
