@@ -10,21 +10,23 @@
  *    huge values, exact rounding ties, and (F16/BF16, whose scalar converters
  *    are defined for every input) every kind of float bit pattern.
  *  - vec_dot and every gemm tile shape (1..gemm_mr × 1..gemm_nc, strided
- *    rows, a padded output) against the scalar vec_dot. The per-block
- *    integer sums are exact, so the only freedom is the order of the float
- *    additions; a sum of k terms reordered moves by at most about
- *    k·ε·Σ|term|, so |Δ| <= 1e-5·Σ|block terms| + 1e-6 (the terms:
- *    |d_w·d_a|·Σ|q_w·q_a| and |m·s| per block, |w_i·x_i| for the float
- *    types) holds with a wide margin for the row lengths used here. Outputs
- *    outside the tile must stay untouched.
- *  - exactness: with every scale 1 and m = 0 all partial sums are integers
- *    below 2^24, so any summation order gives the same float: SIMD results
- *    must then equal the reference bit for bit, which pins the integer part
- *    (offsets, sign handling, nibble and 5th-bit order) exactly.
+ *    rows, a padded output that must stay untouched outside the tile) at row
+ *    lengths around the kernels' step and chunk sizes:
+ *     · block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): the result must be the
+ *       reference's float bit for bit. The kernels compute each block's
+ *       integer sum exactly and then the reference's float expression in
+ *       block order, so any difference is a bug (a wrong nibble, 5th bit,
+ *       offset or sign, or a reordered float sum). Also with "wide" data:
+ *       any finite fp16 scale (subnormals, zero, 65504) and raw activation
+ *       blocks.
+ *     · float types (F32, F16, BF16): the reference sums in double, the
+ *       kernels in float lanes of at least 8, so only the rounding of the
+ *       additions differs: |Δ| <= (n/8 + 8)·2^-24·Σ|w_i·x_i| (derived at
+ *       check_close), at every length 1..4103 including the tails.
  *  - the kernels are actually registered at each level.
  *
  * Activation quants are drawn from [−127, 127], the range every activation
- * quantizer produces (the AVX2 Q8_0 kernel relies on it).
+ * quantizer produces (the AVX2 Q8_0 tile relies on it).
  */
 #include "arch/arch.h"
 #include "quant.h"
@@ -121,17 +123,36 @@ static uint16_t get16(const void *p)
     return v;
 }
 
-/* A random fp16 scale of magnitude in [2^-12, 2^2), either sign. */
-static uint16_t rand_scale(void)
+/* What the dot-product tests feed the kernels (block types; float types
+ * always get DATA_RANDOM):
+ *  - DATA_RANDOM: random quants and scales of moderate range, activations
+ *    from the scalar quantizer of random floats;
+ *  - DATA_WIDE: any finite fp16 scale and min (subnormals, zero, ±65504),
+ *    raw activation blocks with any finite d and s;
+ *  - DATA_EXTREME: every quant of a block at an end of its range (all
+ *    nibbles and 5th bits 0 or all set, Q8_0 all −128 or all 127) against
+ *    activation blocks of all +127 or all −127: the largest integer sums,
+ *    where an int16 partial sum that is too long would saturate. */
+enum data { DATA_RANDOM, DATA_WIDE, DATA_EXTREME };
+
+/* A random fp16 scale: magnitude in [2^-12, 2^2) and either sign, or
+ * (`wide`) any finite pattern: subnormals, zeros, up to ±65504. */
+static uint16_t rand_scale(bool wide)
 {
+    if (wide) {
+        uint16_t h;
+        do
+            h = (uint16_t)rng_u64();
+        while ((h & 0x7c00) == 0x7c00);
+        return h;
+    }
     double m = ldexp(1.0 + rng_u01(), (int)(rng_u64() % 14) - 12);
     return hr_fp32_to_fp16((float)((rng_u64() & 1) ? -m : m));
 }
 
-/* A row of weights: for block types random bytes (every nibble, 5th bit and
- * int8 value) with random finite scales (and mins); `unit`: every d = 1,
- * m = 0. Float types: scaled gaussians through the scalar converter. */
-static void rand_weights(uint32_t type, void *row, int64_t n, bool unit)
+/* A row of weights (see enum data). Float types: scaled gaussians through
+ * the scalar converter. */
+static void rand_weights(uint32_t type, void *row, int64_t n, enum data mode)
 {
     if (!is_block_type(type)) {
         float *f = malloc((size_t)n * sizeof *f);
@@ -145,32 +166,37 @@ static void rand_weights(uint32_t type, void *row, int64_t n, bool unit)
     }
     const struct hr_type_info *ti = hr_type_info(type);
     uint8_t *p = row;
-    for (size_t i = 0; i < hr_row_size(type, n); i++)
-        p[i] = (uint8_t)rng_u64();
     for (int64_t b = 0; b < n / ti->blck; b++, p += ti->size) {
-        put16(p, unit ? 0x3c00 : rand_scale());
-        if (has_min(type)) put16(p + 2, unit ? 0 : hr_fp32_to_fp16((float)(rng_gauss() * 0.5)));
+        for (uint32_t i = 0; i < ti->size; i++)
+            p[i] = (uint8_t)rng_u64();
+        if (mode == DATA_EXTREME) {
+            /* all quant bytes (and qh) 0x00 or 0xff; Q8_0: 0x80 or 0x7f */
+            uint8_t v = (rng_u64() & 1) ? 0xff : 0x00;
+            if (type == HR_TYPE_Q8_0) v = v ? 0x7f : 0x80;
+            memset(p + 2, v, ti->size - 2);
+        }
+        put16(p, rand_scale(mode == DATA_WIDE));
+        if (has_min(type))
+            put16(p + 2, mode == DATA_WIDE ? rand_scale(true)
+                                           : hr_fp32_to_fp16((float)(rng_gauss() * 0.5)));
     }
 }
 
-/* A row of activations in the vec_dot_type: random floats of per-block
- * magnitudes through the scalar converter, or (`unit`) raw Q8 blocks with
- * quants in [−127, 127], d = 1 and s = fp16(Σqs). */
-static void rand_acts(uint32_t vt, void *row, int64_t n, bool unit)
+/* A row of activations in the vec_dot_type (see enum data): Q8 blocks are
+ * written directly, with quants in [−127, 127], except for DATA_RANDOM. */
+static void rand_acts(uint32_t vt, void *row, int64_t n, enum data mode)
 {
-    if (unit && (vt == HR_TYPE_Q8_0 || vt == HR_TYPE_Q8_1)) {
+    if (mode != DATA_RANDOM && (vt == HR_TYPE_Q8_0 || vt == HR_TYPE_Q8_1)) {
         const struct hr_type_info *ti = hr_type_info(vt);
         size_t qs = vt == HR_TYPE_Q8_1 ? 4 : 2;
         uint8_t *p = row;
         for (int64_t b = 0; b < n / 32; b++, p += ti->size) {
-            int sum = 0;
-            for (int e = 0; e < 32; e++) {
-                int8_t q = (int8_t)((int)(rng_u64() % 255) - 127);
-                p[qs + e] = (uint8_t)q;
-                sum += q;
-            }
-            put16(p, 0x3c00);
-            if (vt == HR_TYPE_Q8_1) put16(p + 2, hr_fp32_to_fp16((float)sum));
+            int8_t all = (rng_u64() & 1) ? 127 : -127;
+            for (int e = 0; e < 32; e++)
+                p[qs + e] =
+                    (uint8_t)(mode == DATA_EXTREME ? all : (int8_t)((int)(rng_u64() % 255) - 127));
+            put16(p, rand_scale(mode == DATA_WIDE));
+            if (vt == HR_TYPE_Q8_1) put16(p + 2, rand_scale(mode == DATA_WIDE));
         }
         return;
     }
@@ -221,9 +247,16 @@ static double term_sum(uint32_t type, const void *w, const void *x, int64_t n)
     return s;
 }
 
-static void check_close(float got, float want, double terms, const char *what)
+/* Float types: the kernels add n products in lanes of at least 8, each
+ * lane's sum then folded by a tree of at most 4 levels; every rounded
+ * addition moves a partial sum by at most 2^-24 of its magnitude, which is
+ * bounded by Σ|terms|. So |Δ| <= (n/8 + 6)·2^-24·Σ|terms|, plus under 2
+ * more for the reference's own product roundings (its double sum is exact
+ * enough not to count): (n/8 + 8)·2^-24·Σ|terms| is a
+ * rigorous bound that a wrong element or a dropped term exceeds by far. */
+static void check_close(float got, float want, double terms, int64_t n, const char *what)
 {
-    double tol = 1e-5 * terms + 1e-6;
+    double tol = ((double)n / 8.0 + 8.0) * 0x1p-24 * terms + 1e-30;
     cr_assert(fabs((double)got - (double)want) <= tol,
               "%s: got %.9g, reference %.9g (|Δ| = %.3g > %.3g)", what, (double)got, (double)want,
               fabs((double)got - (double)want), tol);
@@ -435,35 +468,50 @@ static int64_t len_at(uint32_t type, int64_t i)
     return is_block_type(type) ? block_counts[i] * 32 : float_lens[i];
 }
 
-static void check_dot(enum hr_isa isa, bool unit)
+/* Block types: the SIMD result must be the reference's float, bit for bit
+ * (both NaN counts as equal: inf − inf can arise from wide scales); float
+ * types: the reordering bound. */
+static void check_result(uint32_t type, float got, float want, const void *w, const void *x,
+                         int64_t n, const char *what)
+{
+    if (!is_block_type(type)) {
+        check_close(got, want, term_sum(type, w, x, n), n, what);
+        return;
+    }
+    uint32_t gb, wb;
+    memcpy(&gb, &got, sizeof gb);
+    memcpy(&wb, &want, sizeof wb);
+    cr_assert(gb == wb || (isnan(got) && isnan(want)),
+              "%s: got %.9g (%#x), reference %.9g (%#x): must be bit-identical", what, (double)got,
+              gb, (double)want, wb);
+}
+
+static const char *data_name[] = {"", " (wide)", " (extreme)"};
+
+/* vec_dot at every row length. */
+static void check_dot(enum hr_isa isa, enum data mode)
 {
     need(isa);
     for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
         uint32_t t = weight_types[ti];
-        if (unit && !is_block_type(t)) continue;
+        if (mode != DATA_RANDOM && !is_block_type(t)) continue;
         const struct quant_kernels *k = quant_kernels_isa(t, isa), *r = ref_k(t);
         uint32_t vt = r->vec_dot_type;
-        rng_seed(300 + t);
+        rng_seed(300 + t + 50 * mode);
         for (int64_t li = 0; li < n_lens(t); li++) {
             int64_t n = len_at(t, li);
             void *w = malloc(hr_row_size(t, n)), *x = malloc(hr_row_size(vt, n));
             cr_assert(w && x);
             for (int rep = 0; rep < 4; rep++) {
-                rand_weights(t, w, n, unit);
-                rand_acts(vt, x, n, unit);
+                rand_weights(t, w, n, mode);
+                rand_acts(vt, x, n, mode);
                 float got = NAN, want = NAN;
                 k->vec_dot(n, &got, w, x);
                 r->vec_dot(n, &want, w, x);
-                char what[64];
-                snprintf(what, sizeof what, "%s %s vec_dot n=%lld", hr_type_info(t)->name,
-                         hr_isa_name(isa), (long long)n);
-                if (unit)
-                    cr_assert(got == want,
-                              "%s, unit scales: got %.9g, reference %.9g (must be "
-                              "equal: integer sums)",
-                              what, (double)got, (double)want);
-                else
-                    check_close(got, want, term_sum(t, w, x, n), what);
+                char what[80];
+                snprintf(what, sizeof what, "%s %s vec_dot n=%lld%s", hr_type_info(t)->name,
+                         hr_isa_name(isa), (long long)n, data_name[mode]);
+                check_result(t, got, want, w, x, n, what);
             }
             free(w);
             free(x);
@@ -473,63 +521,84 @@ static void check_dot(enum hr_isa isa, bool unit)
 
 Test(simd_legacy, vec_dot_avx2)
 {
-    check_dot(HR_ISA_AVX2, false);
+    check_dot(HR_ISA_AVX2, DATA_RANDOM);
 }
 
 Test(simd_legacy, vec_dot_avx512)
 {
-    check_dot(HR_ISA_AVX512, false);
+    check_dot(HR_ISA_AVX512, DATA_RANDOM);
 }
 
-Test(simd_legacy, vec_dot_exact_avx2)
+Test(simd_legacy, vec_dot_wide_avx2)
 {
-    check_dot(HR_ISA_AVX2, true);
+    check_dot(HR_ISA_AVX2, DATA_WIDE);
 }
 
-Test(simd_legacy, vec_dot_exact_avx512)
+Test(simd_legacy, vec_dot_wide_avx512)
 {
-    check_dot(HR_ISA_AVX512, true);
+    check_dot(HR_ISA_AVX512, DATA_WIDE);
+}
+
+Test(simd_legacy, vec_dot_extreme_avx2)
+{
+    check_dot(HR_ISA_AVX2, DATA_EXTREME);
+}
+
+Test(simd_legacy, vec_dot_extreme_avx512)
+{
+    check_dot(HR_ISA_AVX512, DATA_EXTREME);
 }
 
 /* ---- gemm tiles ---------------------------------------------------------------------- */
 
 #define SENTINEL 1234.5f
 
-/* Every tile shape nr × nc at a few row lengths, rows `pad` bytes apart
- * beyond their size, outputs in a [nc][ldy] array with ldy > nr. */
-static void check_gemm(enum hr_isa isa, bool unit)
+/* Every tile shape nr × tn at a few row lengths. The tile's inputs are
+ * copied into buffers of exactly nr weight rows and tn activation rows
+ * (rows `pad` bytes apart beyond their size, the last row unpadded), so a
+ * kernel reading past them is caught by ASan; outputs go to a [nc+1][ldy]
+ * array with ldy > nr, all of it outside the tile to stay untouched. */
+static void check_gemm(enum hr_isa isa, enum data mode)
 {
     need(isa);
     for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
         uint32_t t = weight_types[ti];
-        if (unit && !is_block_type(t)) continue;
+        if (mode != DATA_RANDOM && !is_block_type(t)) continue;
         const struct quant_kernels *k = quant_kernels_isa(t, isa), *r = ref_k(t);
         uint32_t vt = r->vec_dot_type;
         int mr = k->gemm_mr, nc = k->gemm_nc;
-        rng_seed(400 + t);
+        rng_seed(400 + t + 50 * mode);
         for (int64_t li = 0; li < n_lens(t); li += 2) {
             int64_t n = len_at(t, li);
-            size_t ws = hr_row_size(t, n) + 8, xs = hr_row_size(vt, n) + 8;
+            size_t wrow = hr_row_size(t, n), xrow = hr_row_size(vt, n);
+            size_t ws = wrow + 8, xs = xrow + 8;
             size_t ldy = (size_t)mr + 3;
             uint8_t *w = calloc((size_t)mr, ws), *x = calloc((size_t)nc, xs);
             float *y = malloc((size_t)(nc + 1) * ldy * sizeof *y);
             cr_assert(w && x && y);
             for (int i = 0; i < mr; i++)
-                rand_weights(t, w + (size_t)i * ws, n, unit);
+                rand_weights(t, w + (size_t)i * ws, n, mode);
             for (int c = 0; c < nc; c++)
-                rand_acts(vt, x + (size_t)c * xs, n, unit);
+                rand_acts(vt, x + (size_t)c * xs, n, mode);
             for (int nr = 1; nr <= mr; nr++) {
                 for (int tn = 1; tn <= nc; tn++) {
+                    size_t wlen = (size_t)(nr - 1) * ws + wrow, xlen = (size_t)(tn - 1) * xs + xrow;
+                    uint8_t *wt = malloc(wlen), *xt = malloc(xlen);
+                    cr_assert(wt && xt);
+                    memcpy(wt, w, wlen);
+                    memcpy(xt, x, xlen);
                     for (size_t i = 0; i < (size_t)(nc + 1) * ldy; i++)
                         y[i] = SENTINEL;
-                    k->gemm(n, y, ldy, w, ws, nr, x, xs, tn);
+                    k->gemm(n, y, ldy, wt, ws, nr, xt, xs, tn);
+                    free(wt);
+                    free(xt);
                     for (int c = 0; c <= nc; c++) {
                         for (size_t o = 0; o < ldy; o++) {
                             float got = y[(size_t)c * ldy + o];
-                            char what[96];
-                            snprintf(what, sizeof what, "%s %s gemm %d×%d n=%lld y[%d][%zu]",
+                            char what[112];
+                            snprintf(what, sizeof what, "%s %s gemm %d×%d n=%lld y[%d][%zu]%s",
                                      hr_type_info(t)->name, hr_isa_name(isa), nr, tn, (long long)n,
-                                     c, o);
+                                     c, o, data_name[mode]);
                             if (c >= tn || o >= (size_t)nr) {
                                 cr_assert(got == SENTINEL, "%s: written outside the tile", what);
                                 continue;
@@ -537,13 +606,7 @@ static void check_gemm(enum hr_isa isa, bool unit)
                             const void *wr = w + o * ws, *xc = x + (size_t)c * xs;
                             float want;
                             r->vec_dot(n, &want, wr, xc);
-                            if (unit)
-                                cr_assert(got == want,
-                                          "%s, unit scales: got %.9g, reference "
-                                          "%.9g",
-                                          what, (double)got, (double)want);
-                            else
-                                check_close(got, want, term_sum(t, wr, xc, n), what);
+                            check_result(t, got, want, wr, xc, n, what);
                         }
                     }
                 }
@@ -557,20 +620,30 @@ static void check_gemm(enum hr_isa isa, bool unit)
 
 Test(simd_legacy, gemm_avx2)
 {
-    check_gemm(HR_ISA_AVX2, false);
+    check_gemm(HR_ISA_AVX2, DATA_RANDOM);
 }
 
 Test(simd_legacy, gemm_avx512)
 {
-    check_gemm(HR_ISA_AVX512, false);
+    check_gemm(HR_ISA_AVX512, DATA_RANDOM);
 }
 
-Test(simd_legacy, gemm_exact_avx2)
+Test(simd_legacy, gemm_wide_avx2)
 {
-    check_gemm(HR_ISA_AVX2, true);
+    check_gemm(HR_ISA_AVX2, DATA_WIDE);
 }
 
-Test(simd_legacy, gemm_exact_avx512)
+Test(simd_legacy, gemm_wide_avx512)
 {
-    check_gemm(HR_ISA_AVX512, true);
+    check_gemm(HR_ISA_AVX512, DATA_WIDE);
+}
+
+Test(simd_legacy, gemm_extreme_avx2)
+{
+    check_gemm(HR_ISA_AVX2, DATA_EXTREME);
+}
+
+Test(simd_legacy, gemm_extreme_avx512)
+{
+    check_gemm(HR_ISA_AVX512, DATA_EXTREME);
 }

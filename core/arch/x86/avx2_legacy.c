@@ -5,35 +5,29 @@
  * Registered by arch_avx2_legacy_init over the scalar table;
  * tests/test_simd_legacy.c checks each against the scalar reference.
  *
- * Integer products (legacy quants × Q8_0/Q8_1 activations): one step is one
- * 32-element block in a 256-bit register, in element order. vpmaddubsw
- * multiplies unsigned by signed bytes and adds adjacent pairs into int16
- * (saturating: every use below stays within ±32767); vpmaddwd by ones widens
- * the pairs to int32 lanes.
- *  - Q4_0/Q5_0: the unsigned value q (nibble, 5-bit value) times a, minus
- *    the activation-only o·a (o = 8, 16) from one vpmaddubsw per activation
- *    row and step, subtracted in int16: Σ (q − o)·a exactly, for any a.
- *    (|pair| ≤ 2·31·128 + 2·16·128 < 2^15.)
- *  - Q4_1/Q5_1: Σ q·a directly; the m·s term of each block is added as a
- *    vector multiply-add over 8 blocks of scales at once.
- *  - Q8_0: Σ |w|·(a·sign w) (vpsignb, vpmaddubsw). Exact when the
- *    activation quants lie in [−127, 127], which every activation quantizer
- *    guarantees (|x·127/amax| ≤ 127); a = −128 would have no negation.
- * Each int32 lane is an exact partial sum of a block's integer dot; it is
- * converted to float and multiplied by d_w·d_a (that product rounded once,
- * as in the reference). The scale products of a chunk of 8 blocks are made
- * once per tile (a gather of the fp16 fields, one vector multiply per
- * weight-row × activation-row pair) and each step broadcasts its own.
- * Results differ from the reference only by the order of float additions.
+ * Integer products (legacy quants × Q8_0/Q8_1 activations) are bit-identical
+ * to the scalar reference, as at the AVX-512 level (avx512_legacy.c): each
+ * block's integer sum is exact, then the reference's float expression
+ * sum += (d_w·d_a)·isum [+ m_w·s_a] is applied block after block.
  *
- * Tiles: gemm computes QMR weight rows × up to QNC activation rows with the
- * accumulators in registers (16 ymm); a tile with fewer rows repeats its
- * last row and drops the extra results. vec_dot is the 1×1 tile. Each step
- * prefetches the weights one tile ahead: in decode every row is a short
- * stream that the hardware prefetcher does not pick up in time.
+ * Tiles ("row lanes"): gemm computes 8 weight rows × up to 4 activation rows.
+ * Lane r of every ymm belongs to weight row r; a block's quants are
+ * transposed into 8 vectors q[g] (lane r = elements 4g..4g+3 of row r) and
+ * each activation dword is broadcast to all lanes. vpmaddubsw multiplies
+ * unsigned by signed bytes into int16 pair sums (saturating: every use stays
+ * within ±32767, see groups16), which are added in int16 across as many
+ * groups as fit and widened by vpmaddwd:
+ *  - Q4_0/Q5_0: unsigned a + 128 (a XOR 0x80, made once per tile) times
+ *    signed w = q − o, minus 128·Σw (from the weights, once per block);
+ *  - Q4_1/Q5_1: unsigned q times signed a;
+ *  - Q8_0: |w| times a·sign(w) (vpsignb); exact for activation quants in
+ *    [−127, 127], the range every activation quantizer produces.
+ * vec_dot works block by block in element order (exact for any input).
  *
- * Float types: 8 elements per step, products by FMA in f32 (exact for F16
- * and BF16 operands); a tail shorter than 8 goes through a zero-padded copy.
+ * Float types: 4×3 tiles of 8 elements per step, products by FMA in f32
+ * (exact for F16 and BF16 operands); a tail shorter than 8 goes through a
+ * zero-padded copy. The reference sums these in double, so they agree to
+ * float rounding (the test states the bound), not bit for bit.
  */
 #include "x86_common.h"
 
@@ -43,7 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define PF_DIST 1024 /* vec_dot: bytes ahead in its row */
+#define PF_DIST 1024 /* float vec_dot: bytes ahead in its row */
 
 /* ---- activation converters ------------------------------------------------------ */
 
@@ -156,9 +150,10 @@ static void bf16_act(const float *src, void *dst, int64_t n)
 
 /* ---- legacy quants × Q8_0 / Q8_1 ------------------------------------------------ */
 
-#define QMR 2
-#define QNC 4
-#define CHUNK 8 /* blocks per set of scale products */
+#define QMR 8      /* weight rows per tile: one per int32 lane */
+#define QNC 4      /* activation rows per tile */
+#define CH 8       /* blocks per chunk of activation-side data */
+#define PF_EVERY 2 /* decode: prefetch every this many blocks, one tile ahead */
 
 enum qkind { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
 
@@ -195,9 +190,17 @@ X86_INLINE bool has_qh(enum qkind k)
     return k == K_Q5_0 || k == K_Q5_1;
 }
 
-X86_INLINE int offset_of(enum qkind k) /* o in Σ (q − o)·a; Q8_0 uses signs */
+X86_INLINE int offset_of(enum qkind k) /* o in Σ (q − o)·a (Q4_0, Q5_0) */
 {
     return k == K_Q4_0 ? 8 : k == K_Q5_0 ? 16 : 0;
+}
+
+/* Groups of 4 elements whose vpmaddubsw pair sums can be added in int16:
+ * |pair| <= 2·255·8 (Q4_0: (a+128)·w), 2·15·128 (Q4_1) -> 8 groups;
+ * 2·255·16, 2·31·128 (Q5) -> 4; Q8_0's 2·128·127 -> 1. */
+X86_INLINE int groups16(enum qkind k)
+{
+    return k == K_Q8_0 ? 1 : has_qh(k) ? 4 : 8;
 }
 
 X86_INLINE size_t x_bytes(enum qkind k)
@@ -210,176 +213,271 @@ X86_INLINE size_t x_qs(enum qkind k)
     return has_m(k) ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
 }
 
-/* The fp16 field at byte `off` of cnt (<= 8) consecutive blocks of `stride`
- * bytes, as 8 floats (0 past cnt). The gather reads 4 bytes per block,
- * within it (blocks are at least 18 bytes). */
-X86_INLINE __m256 scales8(const uint8_t *p, const size_t stride, const size_t off, int cnt)
+/* 8 fp16 patterns in the low halves of the dwords of v, as floats. */
+X86_INLINE __m256 f16_lo(__m256i v)
 {
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                           _mm256_set1_epi32((int)stride));
-    __m256i m =
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256i v =
-        _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(p + off), idx, m, 1);
     v = _mm256_and_si256(v, _mm256_set1_epi32(0xffff));
     __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32(v, v), 0x08);
     return _mm256_cvtph_ps(_mm256_castsi256_si128(h));
 }
 
-/* The unpacked weights of one block at p: unsigned q for Q4/Q5 (element
- * order), the signed bytes for Q8_0. */
-X86_INLINE __m256i load_w(const enum qkind k, const uint8_t *p, size_t pf)
+/* 8 weight rows' 16 bytes at p + ro[r] as 4 vectors: v[j] lane r = dword j
+ * of row r (4×4 dword transposes within each 128-bit lane). */
+X86_INLINE void transpose8(const uint8_t *p, const size_t ro[QMR], __m256i v[4])
 {
-    _mm_prefetch((const char *)p + pf, _MM_HINT_T0);
-    if (k == K_Q8_0) return _mm256_loadu_si256((const __m256i *)(p + w_qs(k)));
-    __m128i q = _mm_loadu_si128((const __m128i *)(p + w_qs(k)));
-    __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
-    if (has_qh(k)) {
-        /* byte e gets bit e of qh: broadcast the word, route byte e/8 to
-         * byte e, keep bit e%8 */
-        const __m256i route =
-            _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll, 0x0303030303030303ll);
-        const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-        __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x86_ld32(p + w_qh(k))), route);
-        h = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
-        v = _mm256_or_si256(v, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
-    }
-    return v;
+    __m256i z[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        z[i] = _mm256_loadu2_m128i((const __m128i *)(p + ro[i + 4]), (const __m128i *)(p + ro[i]));
+    /* 128-bit lane L of z[i] holds row 4L+i */
+    __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+    v[0] = _mm256_unpacklo_epi64(t0, t2);
+    v[1] = _mm256_unpackhi_epi64(t0, t2);
+    v[2] = _mm256_unpacklo_epi64(t1, t3);
+    v[3] = _mm256_unpackhi_epi64(t1, t3);
 }
 
-/* Scale products d_w·d_a of a chunk of up to CHUNK blocks for each (r, c). */
-struct chunk_scales {
-    _Alignas(32) float d[QMR][QNC][CHUNK];
+/* Q5: adds 16 to the quants whose 5th bit is set; h lane r holds row r's qh
+ * word. Group g takes bits 4g..4g+3 (nibble g%2 of byte g/2): spread that
+ * byte over the lane, then one bit per byte. */
+X86_INLINE void add_high_bits(__m256i h, __m256i q[8])
+{
+    const __m256i lo = _mm256_set1_epi32(0x08040201), hi = _mm256_set1_epi32((int)0x80402010);
+    const __m256i base = _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0c0c0c0c, 0, 0x04040404,
+                                           0x08080808, 0x0c0c0c0c);
+    const __m256i sixteen = _mm256_set1_epi8(0x10);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m256i t = _mm256_shuffle_epi8(h, _mm256_add_epi8(base, _mm256_set1_epi8((char)j)));
+        __m256i bl = _mm256_cmpeq_epi8(_mm256_and_si256(t, lo), lo);
+        __m256i bh = _mm256_cmpeq_epi8(_mm256_and_si256(t, hi), hi);
+        q[2 * j] = _mm256_add_epi8(q[2 * j], _mm256_and_si256(bl, sixteen));
+        q[2 * j + 1] = _mm256_add_epi8(q[2 * j + 1], _mm256_and_si256(bh, sixteen));
+    }
+}
+
+/* The quants of one block of 8 weight rows, q[g] lane r = elements
+ * 4g..4g+3 of row r: Q4_0/Q5_0 signed w = q − o; Q4_1/Q5_1 unsigned q;
+ * Q8_0 the signed bytes. */
+X86_INLINE void quants_rows(const enum qkind k, const uint8_t *p, const size_t ro[QMR],
+                            __m256i roff, __m256i q[8])
+{
+    if (k == K_Q8_0) {
+        transpose8(p + w_qs(k), ro, q);
+        transpose8(p + w_qs(k) + 16, ro, q + 4);
+        return;
+    }
+    __m256i v[4];
+    transpose8(p + w_qs(k), ro, v);
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        q[g] = _mm256_and_si256(v[g], _mm256_set1_epi8(0x0f));
+        q[g + 4] = _mm256_and_si256(_mm256_srli_epi16(v[g], 4), _mm256_set1_epi8(0x0f));
+    }
+    if (has_qh(k)) add_high_bits(_mm256_i32gather_epi32((const int *)(p + w_qh(k)), roff, 1), q);
+    if (offset_of(k)) {
+        const __m256i o = _mm256_set1_epi8((char)offset_of(k));
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++)
+            q[g] = _mm256_sub_epi8(q[g], o);
+    }
+}
+
+/* Activation-side data of a chunk of blocks, per activation row: d_a (and
+ * Q8_1's s) as floats and, for Q4_0/Q5_0, the quants made unsigned (a XOR
+ * 0x80 = a + 128). */
+struct xchunk {
+    _Alignas(32) uint8_t q[QNC][CH][32];
+    float d[QNC][CH];
+    float s[QNC][CH];
 };
 
-/* One block (chunk index j) of an mr × nc tile; wo/xo: its byte offsets in
- * the weight and activation rows. */
-X86_INLINE void qstep(const enum qkind k, const int mr, const int nc, __m256 acc[QMR][QNC],
-                      const uint8_t *const wr[QMR], const uint8_t *const xc[QNC], size_t wo,
-                      size_t xo, const struct chunk_scales *cs, int j, size_t pf)
+/* One tile: 8 weight rows (rows >= nr repeat row nr−1; only nr are stored)
+ * × nc activation rows. Lane r of acc[c] is the reference's running sum for
+ * (row r, activation c), updated block by block with its float expression,
+ * so results are the reference's bit for bit. The integer sum of a block:
+ *  - Q4_0/Q5_0: unsigned a + 128 times signed w = q − o by vpmaddubsw, minus
+ *    128·Σw (from the weights alone, once per block);
+ *  - Q4_1/Q5_1: unsigned q times signed a;
+ *  - Q8_0: |w| times a·sign(w) (vpsignb): exact for activation quants in
+ *    [−127, 127], the range every activation quantizer produces.
+ * Pair sums are added in int16 for groups16() groups, then widened. */
+X86_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, size_t ldy,
+                      const void *w, size_t w_stride, int nr, const void *x, size_t x_stride)
 {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i q[QMR], aq[QMR];
-#pragma GCC unroll 4
-    for (int r = 0; r < mr; r++) {
-        q[r] = load_w(k, wr[r] + wo, pf);
-        if (k == K_Q8_0) aq[r] = _mm256_abs_epi8(q[r]);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < nc; c++) {
-        __m256i a = _mm256_loadu_si256((const __m256i *)(xc[c] + xo + x_qs(k)));
-        __m256i corr = _mm256_setzero_si256();
-        if (offset_of(k)) corr = _mm256_maddubs_epi16(_mm256_set1_epi8((char)offset_of(k)), a);
-#pragma GCC unroll 4
-        for (int r = 0; r < mr; r++) {
-            __m256i p;
-            if (k == K_Q8_0) {
-                p = _mm256_maddubs_epi16(aq[r], _mm256_sign_epi8(a, q[r]));
-            } else {
-                p = _mm256_maddubs_epi16(q[r], a);
-                if (offset_of(k)) p = _mm256_sub_epi16(p, corr);
-            }
-            __m256 t = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-            acc[r][c] = _mm256_fmadd_ps(t, _mm256_broadcast_ss(&cs->d[r][c][j]), acc[r][c]);
-        }
-    }
-}
-
-/* y[c·ldy + r] = Σ acc[r·ld + c] for r < nr, c < nc (ld: the tile array's
- * row length). */
-X86_INLINE void store_tile(const int mr, const int nc, const __m256 *acc, const int ld, float *y,
-                           size_t ldy, int nr)
-{
-#pragma GCC unroll 4
-    for (int c = 0; c < nc; c++) {
-        float *yc = y + (size_t)c * ldy;
-        if (mr == 4) {
-            float t[4];
-            _mm_storeu_ps(t, x86_hsum4x256(acc[c], acc[ld + c], acc[2 * ld + c], acc[3 * ld + c]));
-            for (int r = 0; r < nr; r++)
-                yc[r] = t[r];
-        } else {
-#pragma GCC unroll 4
-            for (int r = 0; r < mr; r++)
-                if (r < nr) yc[r] = x86_hsum256(acc[r * ld + c]);
-        }
-    }
-}
-
-X86_INLINE void qtile(const enum qkind k, const int mr, const int nc, int64_t n, float *y,
-                      size_t ldy, const void *w, size_t w_stride, int nr, const void *x,
-                      size_t x_stride)
-{
-    const uint8_t *wr[QMR], *xc[QNC];
-    __m256 acc[QMR][QNC];
-    struct chunk_scales cs;
-#pragma GCC unroll 4
-    for (int r = 0; r < mr; r++)
-        wr[r] = (const uint8_t *)w + (size_t)(r < nr ? r : nr - 1) * w_stride;
-#pragma GCC unroll 4
+    const size_t wb = w_bytes(k), xb = x_bytes(k);
+    const bool offs = offset_of(k) != 0;
+    const int64_t nb = n / 32;
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    size_t ro[QMR];
+    for (int r = 0; r < QMR; r++)
+        ro[r] = (size_t)(r < nr ? r : nr - 1) * w_stride;
+    const __m256i roff = _mm256_mullo_epi32(_mm256_min_epi32(iota, _mm256_set1_epi32(nr - 1)),
+                                            _mm256_set1_epi32((int)w_stride));
+    const __m256i xoff = _mm256_mullo_epi32(iota, _mm256_set1_epi32((int)xb));
+    const uint8_t *xc[QNC];
+    __m256 acc[QNC];
+#pragma GCC unroll 8
     for (int c = 0; c < nc; c++) {
         xc[c] = (const uint8_t *)x + (size_t)c * x_stride;
-#pragma GCC unroll 4
-        for (int r = 0; r < mr; r++)
-            acc[r][c] = _mm256_setzero_ps();
+        acc[c] = _mm256_setzero_ps();
     }
-    const int64_t nb = n / 32;
-    const size_t wb = w_bytes(k), xb = x_bytes(k);
-    const size_t pf = mr > 1 ? (size_t)QMR * w_stride : PF_DIST;
-    for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
-        int cnt = nb - b0 < CHUNK ? (int)(nb - b0) : CHUNK;
-        __m256 dw[QMR], mw[QMR];
-#pragma GCC unroll 4
-        for (int r = 0; r < mr; r++) {
-            dw[r] = scales8(wr[r] + (size_t)b0 * wb, wb, 0, cnt);
-            if (has_m(k)) mw[r] = scales8(wr[r] + (size_t)b0 * wb, wb, 2, cnt);
-        }
-#pragma GCC unroll 4
+    struct xchunk xd;
+    for (int64_t b0 = 0; b0 < nb; b0 += CH) {
+        int cnt = nb - b0 < CH ? (int)(nb - b0) : CH;
+        __m256i cm = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), iota);
         for (int c = 0; c < nc; c++) {
-            __m256 dx = scales8(xc[c] + (size_t)b0 * xb, xb, 0, cnt);
-            __m256 sx = has_m(k) ? scales8(xc[c] + (size_t)b0 * xb, xb, 2, cnt) : dx;
-#pragma GCC unroll 4
-            for (int r = 0; r < mr; r++) {
-                _mm256_store_ps(cs.d[r][c], _mm256_mul_ps(dw[r], dx));
-                if (has_m(k)) /* Σ m_w·s_a, one term per block */
-                    acc[r][c] = _mm256_fmadd_ps(mw[r], sx, acc[r][c]);
+            const uint8_t *p = xc[c] + (size_t)b0 * xb;
+            __m256i ds =
+                _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)p, xoff, cm, 1);
+            _mm256_storeu_ps(xd.d[c], f16_lo(ds));
+            if (has_m(k)) _mm256_storeu_ps(xd.s[c], f16_lo(_mm256_srli_epi32(ds, 16)));
+            if (offs)
+                for (int j = 0; j < cnt; j++)
+                    _mm256_store_si256(
+                        (__m256i *)xd.q[c][j],
+                        _mm256_xor_si256(
+                            _mm256_loadu_si256((const __m256i *)(p + (size_t)j * xb + x_qs(k))),
+                            _mm256_set1_epi8((char)0x80)));
+        }
+        for (int j = 0; j < cnt; j++) {
+            const uint8_t *p = (const uint8_t *)w + (size_t)(b0 + j) * wb;
+            if (nc <= 2 && j % PF_EVERY == 0) /* decode: fetch the next tile's rows ahead */
+                for (int r = 0; r < QMR; r++)
+                    _mm_prefetch((const char *)p + ro[r] + QMR * w_stride, _MM_HINT_T0);
+            __m256i dm = _mm256_i32gather_epi32((const int *)p, roff, 1);
+            __m256 dw = f16_lo(dm), mw = _mm256_setzero_ps();
+            if (has_m(k)) mw = f16_lo(_mm256_srli_epi32(dm, 16));
+            __m256i q[8], aq[8];
+            quants_rows(k, p, ro, roff, q);
+            __m256i corr = _mm256_setzero_si256();
+            if (offs) {
+                __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q[0]);
+#pragma GCC unroll 8
+                for (int g = 1; g < 8; g++)
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_set1_epi8(1), q[g]));
+                corr = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                        _mm256_slli_epi32(_mm256_madd_epi16(s16, ones16), 7));
+            }
+            if (k == K_Q8_0)
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++)
+                    aq[g] = _mm256_abs_epi8(q[g]);
+#pragma GCC unroll 8
+            for (int c = 0; c < nc; c++) {
+                const uint8_t *a = offs ? xd.q[c][j] : xc[c] + (size_t)(b0 + j) * xb + x_qs(k);
+                __m256i t = corr, t16 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++) {
+                    __m256i av = _mm256_set1_epi32((int)x86_ld32(a + 4 * g));
+                    __m256i pr = offs ? _mm256_maddubs_epi16(av, q[g])
+                                 : k == K_Q8_0
+                                     ? _mm256_maddubs_epi16(aq[g], _mm256_sign_epi8(av, q[g]))
+                                     : _mm256_maddubs_epi16(q[g], av);
+                    t16 = g % groups16(k) ? _mm256_add_epi16(t16, pr) : pr;
+                    if (g % groups16(k) == groups16(k) - 1)
+                        t = _mm256_add_epi32(t, _mm256_madd_epi16(t16, ones16));
+                }
+                /* sum += (d_w·d_a)·isum [+ m_w·s_a], in that order */
+                __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(xd.d[c][j]));
+                __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(t));
+                if (has_m(k)) v = _mm256_add_ps(v, _mm256_mul_ps(mw, _mm256_set1_ps(xd.s[c][j])));
+                acc[c] = _mm256_add_ps(acc[c], v);
             }
         }
-        for (int j = 0; j < cnt; j++)
-            qstep(k, mr, nc, acc, wr, xc, (size_t)(b0 + j) * wb, (size_t)(b0 + j) * xb, &cs, j, pf);
     }
-    store_tile(mr, nc, &acc[0][0], QNC, y, ldy, nr);
+    float t[QMR];
+#pragma GCC unroll 8
+    for (int c = 0; c < nc; c++) {
+        _mm256_storeu_ps(t, acc[c]);
+        memcpy(y + (size_t)c * ldy, t, (size_t)nr * sizeof *y);
+    }
 }
 
-/* vec_dot (1×1 tile), the gemm entry, and one tile function per nc. */
+/* The integer sum of one block (weights at pw, activations at px) by
+ * 32-byte vectors in element order; exact for every input. */
+X86_INLINE int32_t block_isum(const enum qkind k, const uint8_t *pw, const uint8_t *px)
+{
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256i a = _mm256_loadu_si256((const __m256i *)(px + x_qs(k)));
+    __m256i p;
+    if (k == K_Q8_0) {
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(pw + w_qs(k)));
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wv));
+        __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wv, 1));
+        __m256i a0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(a));
+        __m256i a1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(a, 1));
+        p = _mm256_add_epi32(_mm256_madd_epi16(w0, a0), _mm256_madd_epi16(w1, a1));
+    } else {
+        __m128i qs = _mm_loadu_si128((const __m128i *)(pw + w_qs(k)));
+        __m256i q =
+            _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0f));
+        if (has_qh(k)) {
+            /* byte e gets bit e of qh */
+            const __m256i route = _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll,
+                                                     0x0303030303030303ll);
+            const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+            __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x86_ld32(pw + w_qh(k))), route);
+            h = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
+            q = _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
+        }
+        __m256i p16 = _mm256_maddubs_epi16(q, a); /* |pair| <= 2·31·128 */
+        if (offset_of(k)) /* minus o·a, in int16: |o·pair| <= 2·16·128 */
+            p16 = _mm256_sub_epi16(p16,
+                                   _mm256_maddubs_epi16(_mm256_set1_epi8((char)offset_of(k)), a));
+        p = _mm256_madd_epi16(p16, ones16);
+    }
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* vec_dot: block by block, the reference's float expression. */
+X86_INLINE void qdot(const enum qkind k, int64_t n, float *s, const void *vw, const void *vx)
+{
+    const uint8_t *pw = vw, *px = vx;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 32; b++, pw += w_bytes(k), px += x_bytes(k)) {
+        float d = _cvtsh_ss((unsigned short)x86_ld16(pw)) * _cvtsh_ss((unsigned short)x86_ld16(px));
+        float v = d * (float)block_isum(k, pw, px);
+        if (has_m(k))
+            v = v + _cvtsh_ss((unsigned short)x86_ld16(pw + 2)) *
+                        _cvtsh_ss((unsigned short)x86_ld16(px + 2));
+        sum += v;
+    }
+    *s = sum;
+}
+
+#define QTILE_FN(name, kind, NCX)                                                                  \
+    static void name##_t##NCX(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,   \
+                              const void *x, size_t xs)                                            \
+    {                                                                                              \
+        qtile(kind, NCX, n, y, ldy, w, ws, nr, x, xs);                                             \
+    }
+
+/* vec_dot, the tile functions per nc and the gemm entry. */
 #define QUANT_KERNELS(name, kind)                                                                  \
     static void name##_dot(int64_t n, float *s, const void *vx, const void *vy)                    \
     {                                                                                              \
-        qtile(kind, 1, 1, n, s, 1, vx, 0, 1, vy, 0);                                               \
+        qdot(kind, n, s, vx, vy);                                                                  \
     }                                                                                              \
-    static void name##_t1(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        qtile(kind, QMR, 1, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
-    static void name##_t2(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        qtile(kind, QMR, 2, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
-    static void name##_t3(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        qtile(kind, QMR, 3, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
-    static void name##_t4(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        qtile(kind, QMR, 4, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
+    QTILE_FN(name, kind, 1)                                                                        \
+    QTILE_FN(name, kind, 2)                                                                        \
+    QTILE_FN(name, kind, 3)                                                                        \
+    QTILE_FN(name, kind, 4)                                                                        \
     static void name##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,     \
                             const void *x, size_t xs, int nc)                                      \
     {                                                                                              \
+        if (ws > (size_t)INT32_MAX / QMR) { /* gather offsets would overflow */                    \
+            for (int c = 0; c < nc; c++)                                                           \
+                for (int r = 0; r < nr; r++)                                                       \
+                    name##_dot(n, y + (size_t)c * ldy + r, (const uint8_t *)w + (size_t)r * ws,    \
+                               (const uint8_t *)x + (size_t)c * xs);                               \
+            return;                                                                                \
+        }                                                                                          \
         switch (nc) {                                                                              \
         case 1:                                                                                    \
             name##_t1(n, y, ldy, w, ws, nr, x, xs);                                                \
@@ -406,6 +504,27 @@ QUANT_KERNELS(q8_0, K_Q8_0)
 
 #define FMR 4
 #define FNC 3
+
+/* y[c·ldy + r] = Σ acc[r·ld + c] for r < nr, c < nc (ld: the tile array's
+ * row length). */
+X86_INLINE void store_tile(const int mr, const int nc, const __m256 *acc, const int ld, float *y,
+                           size_t ldy, int nr)
+{
+#pragma GCC unroll 4
+    for (int c = 0; c < nc; c++) {
+        float *yc = y + (size_t)c * ldy;
+        if (mr == 4) {
+            float t[4];
+            _mm_storeu_ps(t, x86_hsum4x256(acc[c], acc[ld + c], acc[2 * ld + c], acc[3 * ld + c]));
+            for (int r = 0; r < nr; r++)
+                yc[r] = t[r];
+        } else {
+#pragma GCC unroll 4
+            for (int r = 0; r < mr; r++)
+                if (r < nr) yc[r] = x86_hsum256(acc[r * ld + c]);
+        }
+    }
+}
 
 enum fkind { K_F32, K_F16, K_BF16 };
 
