@@ -15,6 +15,7 @@
 #include "model.h"
 
 #include "err.h"
+#include "arch/vec.h"
 #include "pool.h"
 
 #include <errno.h>
@@ -30,6 +31,7 @@ __extension__ typedef _Float16 fp16;
 struct hr_ctx {
     struct hr_model *model;
     struct pool *pool;
+    const struct vec_kernels *vec;
     int32_t n_ctx, n_batch, n_past;
 
     /* [n_layer][n_ctx][n_kv], f32 (the reference's precision) or f16 */
@@ -232,37 +234,8 @@ static void rope_apply(struct hr_ctx *c, float *x, int64_t T, int64_t n_heads)
 #define HR_CLONES
 #endif
 
-/* q·k as the reference's ggml_vec_dot_f32 sums it on an AVX-512 build: 64
- * elements per step into 4 vectors of 16 lanes with fused multiply-adds,
- * the vectors folded pairwise and then each by halves; the remaining
- * elements in double. Matching its order keeps hearth's logits on quantized
- * models within float rounding of the reference instead of letting a
- * last-bit difference flip an activation's rounding (random-weight models
- * amplify such flips). */
-static inline float dot_f32(const float *a, const float *b, int64_t n)
-{
-    int64_t np = n & ~(int64_t)63;
-    double sum = 0.0;
-    if (np) {
-        float acc[4][16] = {{0}};
-        for (int64_t i = 0; i < np; i += 64)
-            for (int j = 0; j < 4; j++)
-                for (int l = 0; l < 16; l++)
-                    acc[j][l] = fmaf(a[i + 16 * j + l], b[i + 16 * j + l], acc[j][l]);
-        float v[16];
-        for (int l = 0; l < 16; l++)
-            v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-        for (int w = 8; w >= 1; w /= 2)
-            for (int l = 0; l < w; l++)
-                v[l] = v[l] + v[l + w];
-        sum = v[0];
-    }
-    for (int64_t i = np; i < n; i++)
-        sum += (double)(a[i] * b[i]);
-    return (float)sum;
-}
-
-static inline float dot_f16(const float *a, const fp16 *b, int64_t n)
+__attribute__((always_inline)) static inline float dot_f16(const float *a, const fp16 *b,
+                                                         int64_t n)
 {
     float acc[16] = {0};
     int64_t i = 0;
@@ -302,6 +275,7 @@ static void attn_task(void *arg, int64_t task, int thread)
     float *ms = c->scores + (int64_t)thread * (2 * group + hd); /* M, S per head */
     float *vrow = ms + 2 * group;                               /* [hd] */
     float scale = 1.0f / sqrtf((float)hd);
+    const struct vec_kernels *vk = c->vec;
     const float *q0 = c->q + (t * hp->n_head + kvh * group) * hd;
     float *o0 = c->att + (t * hp->n_head + kvh * group) * hd;
 
@@ -323,19 +297,17 @@ static void attn_task(void *arg, int64_t task, int thread)
         }
         for (int64_t g = 0; g < group; g++) {
             float s = (c->kv_f16 ? dot_f16(q0 + g * hd, c->k16 + off, hd)
-                                 : dot_f32(q0 + g * hd, c->k_cache + off, hd)) *
+                                 : vk->dot_f32(q0 + g * hd, c->k_cache + off, hd)) *
                       scale;
             float *o = o0 + g * hd, m_old = ms[2 * g], rescale = 1.0f, w = 1.0f;
             if (s > m_old) {
                 ms[2 * g] = s;
                 rescale = expf(m_old - s);
-                for (int64_t i = 0; i < hd; i++)
-                    o[i] *= rescale;
+                vk->scale_f32(o, rescale, hd);
             } else {
                 w = expf(s - m_old);
             }
-            for (int64_t i = 0; i < hd; i++)
-                o[i] = fmaf(v[i], w, o[i]);
+            vk->mad_f32(o, v, w, hd);
             ms[2 * g + 1] = ms[2 * g + 1] * rescale + w;
         }
     }
@@ -442,6 +414,7 @@ int hr_ctx_new(struct hr_model *m, const struct hr_ctx_params *params, struct hr
     if (!c)
         return -ENOMEM;
     c->model = m;
+    c->vec = vec_kernels();
     c->n_ctx = params && params->n_ctx > 0 ? params->n_ctx
                : hp->n_ctx_train < 4096 ? (int32_t)hp->n_ctx_train : 4096;
     c->n_batch = params && params->n_batch > 0 ? params->n_batch : 512;

@@ -4,6 +4,9 @@
  * immutable afterwards, so lookups need no locking.
  */
 #include "arch.h"
+#include "vec.h"
+
+#include <math.h>
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -83,4 +86,62 @@ const struct quant_kernels *quant_kernels_isa(uint32_t type, enum hr_isa isa)
 const struct quant_kernels *quant_kernels(uint32_t type)
 {
     return quant_kernels_isa(type, hr_isa_active());
+}
+
+/* ---- vec.h primitives ------------------------------------------------------- */
+
+static float scalar_dot_f32(const float *a, const float *b, int64_t n)
+{
+    int64_t np = n & ~(int64_t)63;
+    double sum = 0.0;
+    if (np) {
+        float acc[4][16] = {{0}};
+        for (int64_t i = 0; i < np; i += 64)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 16; l++)
+                    acc[j][l] = fmaf(a[i + 16 * j + l], b[i + 16 * j + l], acc[j][l]);
+        float v[16];
+        for (int l = 0; l < 16; l++)
+            v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++)
+                v[l] = v[l] + v[l + w];
+        sum = v[0];
+    }
+    for (int64_t i = np; i < n; i++)
+        sum += (double)(a[i] * b[i]);
+    return (float)sum;
+}
+
+static void scalar_mad_f32(float *y, const float *x, float v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = fmaf(x[i], v, y[i]);
+}
+
+static void scalar_scale_f32(float *y, float v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] *= v;
+}
+
+static const struct vec_kernels vec_tables[HR_ISA_COUNT] = {
+    [HR_ISA_SCALAR] = {scalar_dot_f32, scalar_mad_f32, scalar_scale_f32},
+#if defined(__x86_64__) && defined(HEARTH_ARCH_X86)
+    [HR_ISA_AVX2] = {arch_avx2_dot_f32, arch_avx2_mad_f32, arch_avx2_scale_f32},
+    [HR_ISA_AVX512] = {arch_avx512_dot_f32, arch_avx512_mad_f32, arch_avx512_scale_f32},
+#endif
+};
+
+const struct vec_kernels *vec_kernels_isa(int isa)
+{
+    pthread_once(&once, build);
+    if (isa < 0 || isa > (int)detected || !vec_tables[isa].dot_f32)
+        return NULL;
+    return &vec_tables[isa];
+}
+
+const struct vec_kernels *vec_kernels(void)
+{
+    return vec_kernels_isa((int)hr_isa_active());
 }
