@@ -271,14 +271,18 @@ X86_INLINE void transpose16(const uint8_t *p, const size_t ro[QMR], __m512i v[4]
 }
 
 /* The quants of one block of 16 weight rows, q[g] lane r = elements
- * 4g..4g+3 of row r: for the offset kinds signed (q − o, or w for Q8_0),
- * for Q4_1/Q5_1 the unsigned q. */
-X86_INLINE void quants_rows(const enum qkind k, const uint8_t *p, const size_t ro[QMR],
-                            __m512i roff, __m512i q[8])
+ * 4g..4g+3 of row r: `sgn`: the signed q − o (w for Q8_0), else unsigned
+ * (q, w XOR 0x80 for Q8_0; Q4_1/Q5_1 are always these). */
+X86_INLINE void quants_rows(const enum qkind k, const bool sgn, const uint8_t *p,
+                            const size_t ro[QMR], __m512i roff, __m512i q[8])
 {
     if (k == K_Q8_0) {
         transpose16(p + w_qs(k), ro, q);
         transpose16(p + w_qs(k) + 16, ro, q + 4);
+        if (!sgn)
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++)
+                q[g] = _mm512_xor_si512(q[g], _mm512_set1_epi8((char)0x80));
         return;
     }
     __m512i v[4];
@@ -289,7 +293,7 @@ X86_INLINE void quants_rows(const enum qkind k, const uint8_t *p, const size_t r
         q[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v[g], 4), _mm512_set1_epi8(0x0f));
     }
     if (has_qh(k)) add_high_bits(_mm512_i32gather_epi32(roff, p + w_qh(k), 1), q);
-    if (offset_log2(k)) {
+    if (sgn && offset_log2(k)) {
         const __m512i o = _mm512_set1_epi8((char)(1 << offset_log2(k)));
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++)
@@ -304,7 +308,19 @@ struct xchunk {
     _Alignas(64) uint8_t q[QNC][CH][32];
     float d[QNC][CH];
     float s[QNC][CH];
+    int32_t corr[QNC][CH];
 };
+
+/* Σ of the 32 int8 quants at p. */
+X86_INLINE int32_t sum_q8(const uint8_t *p)
+{
+    __m256i u =
+        _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_set1_epi8((char)0x80));
+    __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256()); /* Σ (a + 128) per 8 bytes */
+    __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
+    return _mm_cvtsi128_si32(t) - 32 * 128;
+}
 
 /* One tile: 16 weight rows (rows >= nr repeat row nr−1; only nr are
  * stored) × nc activation rows. Lane r of acc[c] is the reference's running
@@ -319,7 +335,10 @@ X86_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, siz
                       const void *w, size_t w_stride, int nr, const void *x, size_t x_stride)
 {
     const size_t wb = w_bytes(k), xb = x_bytes(k);
-    const bool offs = offset_log2(k) != 0;
+    /* offset kinds with enough activation rows: signed weights and the
+     * correction from Σw; with one or two (decode), unsigned weights and
+     * the correction −o·Σa from each activation block is cheaper */
+    const bool offs = offset_log2(k) != 0 && nc > 2, acorr = offset_log2(k) != 0 && nc <= 2;
     const int64_t nb = n / 32;
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     size_t ro[QMR];
@@ -344,6 +363,9 @@ X86_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, siz
             __m512i ds = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cm, xoff, p, 1);
             _mm512_store_ps(xd.d[c], f16_lo(ds));
             if (has_m(k)) _mm512_store_ps(xd.s[c], f16_lo(_mm512_srli_epi32(ds, 16)));
+            if (acorr)
+                for (int j = 0; j < cnt; j++)
+                    xd.corr[c][j] = -sum_q8(p + (size_t)j * xb + x_qs(k)) * (1 << offset_log2(k));
             if (offs)
                 for (int j = 0; j < cnt; j++)
                     _mm256_store_si256(
@@ -356,12 +378,12 @@ X86_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, siz
             const uint8_t *p = (const uint8_t *)w + (size_t)(b0 + j) * wb;
             if (nc <= 2 && j % PF_EVERY == 0) /* decode: fetch the next tile's rows ahead */
                 for (int r = 0; r < QMR; r++)
-                    _mm_prefetch((const char *)p + ro[r] + QMR * w_stride, _MM_HINT_T0);
+                    _mm_prefetch((const char *)p + ro[r] + QMR * w_stride, _MM_HINT_T1);
             __m512i dm = _mm512_i32gather_epi32(roff, p, 1); /* d, and m for Q4_1/Q5_1 */
             __m512 dw = f16_lo(dm), mw = _mm512_setzero_ps();
             if (has_m(k)) mw = f16_lo(_mm512_srli_epi32(dm, 16));
             __m512i q[8];
-            quants_rows(k, p, ro, roff, q);
+            quants_rows(k, offs, p, ro, roff, q);
             __m512i corr = _mm512_setzero_si512();
             if (offs) {
 #pragma GCC unroll 8
@@ -379,7 +401,7 @@ X86_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, siz
 #pragma GCC unroll 8
                 for (int i = 0; i < cg; i++) {
                     a[i] = offs ? xd.q[c0 + i][j] : xc[c0 + i] + (size_t)(b0 + j) * xb + x_qs(k);
-                    t[i] = corr;
+                    t[i] = acorr ? _mm512_set1_epi32(xd.corr[c0 + i][j]) : corr;
                 }
 #pragma GCC unroll 8
                 for (int g = 0; g < 8; g++)
