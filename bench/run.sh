@@ -63,7 +63,8 @@ trap 'rm -rf "$RES"' EXIT
 # Other processes skew every figure: before the limits and before each model,
 # wait until the CPUs have been at least 90% idle for 5 s (at most WAIT_IDLE s
 # the first time, 120 s later); and a model whose tokens/s vary by more than
-# 10% (sd / mean) was disturbed: run it again, up to 3 times in all.
+# 10% (sd / mean), or during whose run other processes took more than 5% of
+# the CPU time, was disturbed: run it again, up to 3 times in all.
 WAIT_IDLE=${WAIT_IDLE:-600}
 cpu_busy() { # percent of CPU time not idle over the next 5 s
     a=$(awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8, $5 + $6 }' /proc/stat)
@@ -79,6 +80,28 @@ wait_idle() { # max seconds; sets busy and adds to waited
     done
     waited=$((waited + w))
     if [ "$busy" -gt 10 ]; then say "the machine is still ${busy}% busy; measuring anyway"; fi
+}
+cpu_jiffies() { # busy (user nice system irq softirq steal) and total jiffies
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+# run_measured OUT CMD...: runs CMD with stdout to OUT (under /usr/bin/time
+# when there is one) and prints the share of all CPU time that other
+# processes (or the hypervisor, as steal) took meanwhile, in percent; "?"
+# without /usr/bin/time.
+run_measured() {
+    out=$1
+    shift
+    a=$(cpu_jiffies)
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f '%U %S' -o "$RES/cpu" "$@" >"$out"
+        b=$(cpu_jiffies)
+        echo "$a $b $(tail -n 1 "$RES/cpu")" | awk -v hz="$(getconf CLK_TCK)" '{
+            total = $4 - $2; other = $3 - $1 - ($5 + $6) * hz
+            print (total > 0 && other > 0 ? int(100 * other / total + 0.5) : 0) }'
+    else
+        "$@" >"$out"
+        echo "?"
+    fi
 }
 noisy() { # true if a test in the file has sd > 10% of its mean
     awk -F'"tokens_per_second": ' 'NF > 1 {
@@ -98,11 +121,16 @@ echo "$TABLE" | while read -r shape mix pp tg; do
     for attempt in 1 2 3; do
         wait_idle 120
         say "bench $shape $mix (attempt $attempt)"
-        "$HEARTH" bench -m "$f" --json -t "$THREADS" -r "$REPS" -p 128 -n 64 \
-            >"$RES/$shape-$mix.jsonl"
-        echo "$attempt" >"$RES/$shape-$mix.attempts"
-        noisy "$RES/$shape-$mix.jsonl" || break
-        say "$shape $mix: tokens/s varied by more than 10%"
+        other=$(run_measured "$RES/$shape-$mix.jsonl" "$HEARTH" bench -m "$f" --json \
+            -t "$THREADS" -r "$REPS" -p 128 -n 64)
+        echo "$attempt $other" >"$RES/$shape-$mix.attempts"
+        if noisy "$RES/$shape-$mix.jsonl"; then
+            say "$shape $mix: tokens/s varied by more than 10%"
+        elif [ "$other" != "?" ] && [ "$other" -gt 5 ]; then
+            say "$shape $mix: other processes took ${other}% of the CPU time"
+        else
+            break
+        fi
     done
 done
 T_END=$(date +%s)
@@ -183,15 +211,16 @@ pp128: a 128-token prompt evaluated in one batch from an empty cache. tg64: 64 t
 one at a time (greedy) after a 1-token start. Each test runs once as a warm-up, then REPS = $REPS
 times: mean ± sample standard deviation of tokens/s, $THREADS threads. The script waits for idle
 CPUs before each model and runs a model again (up to 3 runs) when its tokens/s vary by more than
-10%, a sign that another process interfered; "runs" says how many it took (the last is shown).
+10% or when other processes (or the hypervisor) took more than 5% of the CPU time meanwhile;
+"runs" says how many it took, "others' CPU" that share during the run shown (the last).
 
 ## Speed
 
-| model shape | type | hearth pp128 t/s | llama.cpp pp128 | hearth / llama.cpp | hearth tg64 t/s | llama.cpp tg64 | hearth / llama.cpp | runs |
-| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| model shape | type | hearth pp128 t/s | llama.cpp pp128 | hearth / llama.cpp | hearth tg64 t/s | llama.cpp tg64 | hearth / llama.cpp | runs | others' CPU |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 EOF
 echo "$TABLE" | while read -r shape mix pp tg; do
-    awk -v shape="$shape" -v mix="$mix" -v lpp="$pp" -v ltg="$tg" -v runs="$(cat "$RES/$shape-$mix.attempts")" '
+    awk -v shape="$shape" -v mix="$mix" -v lpp="$pp" -v ltg="$tg" -v runs="$(cut -d' ' -f1 "$RES/$shape-$mix.attempts")" -v other="$(cut -d' ' -f2 "$RES/$shape-$mix.attempts")" '
 function jget(line, key,    pat, i, s) {
     pat = "\"" key "\": "; i = index(line, pat); if (!i) return "";
     s = substr(line, i + length(pat));
@@ -200,8 +229,8 @@ function jget(line, key,    pat, i, s) {
 }
 jget($0, "test") ~ /^pp/ { pm = jget($0, "tokens_per_second"); ps = jget($0, "tokens_per_second_sd"); type = jget($0, "type") }
 jget($0, "test") ~ /^tg/ { tm = jget($0, "tokens_per_second"); ts = jget($0, "tokens_per_second_sd") }
-END { printf "| %s | %s | %.1f ± %.1f | %s | %.2f | %.1f ± %.1f | %s | %.2f | %s |\n",
-             shape, type, pm, ps, lpp, pm / lpp, tm, ts, ltg, tm / ltg, runs }
+END { printf "| %s | %s | %.1f ± %.1f | %s | %.2f | %.1f ± %.1f | %s | %.2f | %s | %s%% |\n",
+             shape, type, pm, ps, lpp, pm / lpp, tm, ts, ltg, tm / ltg, runs, other }
 ' "$RES/$shape-$mix.jsonl"
 done
 
