@@ -386,9 +386,17 @@ X86_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, siz
             quants_rows(k, offs, p, ro, roff, q);
             __m512i corr = _mm512_setzero_si512();
             if (offs) {
-#pragma GCC unroll 8
-                for (int g = 0; g < 8; g++)
-                    corr = _mm512_dpbusd_epi32(corr, _mm512_set1_epi8(1), q[g]);
+                /* −128·Σw as a shallow tree: it heads every dot chain */
+                const __m512i one = _mm512_set1_epi8(1);
+                __m512i c0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), one, q[0]);
+                __m512i c1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), one, q[1]);
+                __m512i c2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), one, q[2]);
+                __m512i c3 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), one, q[3]);
+                c0 = _mm512_dpbusd_epi32(c0, one, q[4]);
+                c1 = _mm512_dpbusd_epi32(c1, one, q[5]);
+                c2 = _mm512_dpbusd_epi32(c2, one, q[6]);
+                c3 = _mm512_dpbusd_epi32(c3, one, q[7]);
+                corr = _mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3));
                 corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(corr, 7));
             }
             /* activation rows in groups of CG, their dpbusd chains
