@@ -32,10 +32,11 @@
  * activations gathered alike, the Σa correction from the activations) and
  * adds the 16 block terms in order.
  *
- * Float types: 4×4 tiles of 16 elements per step, products by FMA in f32
- * (exact for F16 and BF16 operands), a masked step for a tail shorter than
- * 16. The reference sums these in double, so they agree to float rounding
- * (the test states the bound), not bit for bit.
+ * Float types: 4×6 tiles, products by FMA in f32 (exact for F16 and BF16
+ * operands), 16 elements per step (BF16: 32, widened by interleaving zero
+ * words, one µop per 16 values), a masked step for the tail. The reference
+ * sums these in double, so they agree to float rounding (the test states
+ * the bound), not bit for bit.
  */
 #include "x86_common.h"
 
@@ -559,21 +560,15 @@ QUANT_KERNELS(q8_0, K_Q8_0)
 /* ---- F32, F16, BF16 ---------------------------------------------------------------- */
 
 #define FMR 4
-#define FNC 4
+#define FNC 6
 
 enum fkind { K_F32, K_F16, K_BF16 };
 
-/* 16 elements from index i of a row (the first `m` of them when masked). */
-X86_INLINE __m512 fload(const enum fkind k, const bool masked, __mmask16 m, const void *row,
-                        int64_t i)
+/* Elements per step: BF16 takes 32 (one 64-byte load per operand, widened
+ * in two halves), F32 and F16 take 16. */
+X86_INLINE int fstep_len(const enum fkind k)
 {
-    if (k == K_F32)
-        return masked ? _mm512_maskz_loadu_ps(m, (const float *)row + i)
-                      : _mm512_loadu_ps((const float *)row + i);
-    const uint16_t *p = (const uint16_t *)row + i;
-    __m256i h = masked ? _mm256_maskz_loadu_epi16(m, p) : _mm256_loadu_si256((const __m256i *)p);
-    if (k == K_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return k == K_BF16 ? 32 : 16;
 }
 
 X86_INLINE size_t fsize(const enum fkind k)
@@ -581,22 +576,47 @@ X86_INLINE size_t fsize(const enum fkind k)
     return k == K_F32 ? 4 : 2;
 }
 
+/* Half h of a step from index i of a row as 16 floats (only the first
+ * elements of mask m when masked). BF16 widens by interleaving zero words
+ * below each value: the 16 floats of a half come in a permuted order, the
+ * same for weights and activations, which a dot product does not notice. */
+X86_INLINE __m512 fload(const enum fkind k, const bool masked, __mmask32 m, const void *row,
+                        int64_t i, int h)
+{
+    if (k == K_F32)
+        return masked ? _mm512_maskz_loadu_ps((__mmask16)m, (const float *)row + i)
+                      : _mm512_loadu_ps((const float *)row + i);
+    const uint16_t *p = (const uint16_t *)row + i;
+    if (k == K_F16) {
+        __m256i v = masked ? _mm256_maskz_loadu_epi16((__mmask16)m, p)
+                           : _mm256_loadu_si256((const __m256i *)p);
+        return _mm512_cvtph_ps(v);
+    }
+    __m512i v = masked ? _mm512_maskz_loadu_epi16(m, p) : _mm512_loadu_si512(p);
+    __m512i z = _mm512_setzero_si512();
+    return _mm512_castsi512_ps(h ? _mm512_unpackhi_epi16(z, v) : _mm512_unpacklo_epi16(z, v));
+}
+
 X86_INLINE void fstep(const enum fkind k, const int mr, const int nc, const bool masked,
-                      __mmask16 m, __m512 acc[FMR][FNC], const void *const wr[FMR],
+                      __mmask32 m, __m512 acc[FMR][FNC], const void *const wr[FMR],
                       const void *const xc[FNC], int64_t i, size_t pf)
 {
-    __m512 wv[FMR];
-#pragma GCC unroll 4
-    for (int r = 0; r < mr; r++) {
-        _mm_prefetch((const char *)wr[r] + (size_t)i * fsize(k) + pf, _MM_HINT_T0);
-        wv[r] = fload(k, masked, m, wr[r], i);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < nc; c++) {
-        __m512 xv = fload(k, masked, m, xc[c], i);
+    if (nc <= 2) /* decode: fetch the next tile's rows ahead */
 #pragma GCC unroll 4
         for (int r = 0; r < mr; r++)
-            acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+            _mm_prefetch((const char *)wr[r] + (size_t)i * fsize(k) + pf, _MM_HINT_T1);
+    for (int h = 0; h < (k == K_BF16 ? 2 : 1); h++) { /* constant bound: unrolled */
+        __m512 wv[FMR];
+#pragma GCC unroll 4
+        for (int r = 0; r < mr; r++)
+            wv[r] = fload(k, masked, m, wr[r], i, h);
+#pragma GCC unroll 8
+        for (int c = 0; c < nc; c++) {
+            __m512 xv = fload(k, masked, m, xc[c], i, h);
+#pragma GCC unroll 4
+            for (int r = 0; r < mr; r++)
+                acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
     }
 }
 
@@ -604,7 +624,7 @@ X86_INLINE void fstep(const enum fkind k, const int mr, const int nc, const bool
 X86_INLINE void fstore(const int mr, const int nc, __m512 acc[FMR][FNC], float *y, size_t ldy,
                        int nr)
 {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < nc; c++) {
         float *yc = y + (size_t)c * ldy;
         if (mr == 4) {
@@ -629,7 +649,7 @@ X86_INLINE void ftile(const enum fkind k, const int mr, const int nc, int64_t n,
 #pragma GCC unroll 4
     for (int r = 0; r < mr; r++)
         wr[r] = (const uint8_t *)w + (size_t)(r < nr ? r : nr - 1) * w_stride;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < nc; c++) {
         xc[c] = (const uint8_t *)x + (size_t)c * x_stride;
 #pragma GCC unroll 4
@@ -637,38 +657,32 @@ X86_INLINE void ftile(const enum fkind k, const int mr, const int nc, int64_t n,
             acc[r][c] = _mm512_setzero_ps();
     }
     const size_t pf = mr > 1 ? (size_t)FMR * w_stride : 1024;
+    const int len = fstep_len(k);
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
+    for (; i + len <= n; i += len)
         fstep(k, mr, nc, false, 0, acc, wr, xc, i, pf);
-    if (i < n) fstep(k, mr, nc, true, (__mmask16)((1u << (n - i)) - 1), acc, wr, xc, i, pf);
+    if (i < n) fstep(k, mr, nc, true, (__mmask32)((1ull << (n - i)) - 1), acc, wr, xc, i, pf);
     fstore(mr, nc, acc, y, ldy, nr);
 }
+
+#define FTILE_FN(name, kind, NCX)                                                                  \
+    static void name##_t##NCX(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,   \
+                              const void *x, size_t xs)                                            \
+    {                                                                                              \
+        ftile(kind, FMR, NCX, n, y, ldy, w, ws, nr, x, xs);                                        \
+    }
 
 #define FLOAT_KERNELS(name, kind)                                                                  \
     static void name##_dot(int64_t n, float *s, const void *vx, const void *vy)                    \
     {                                                                                              \
         ftile(kind, 1, 1, n, s, 1, vx, 0, 1, vy, 0);                                               \
     }                                                                                              \
-    static void name##_t1(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        ftile(kind, FMR, 1, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
-    static void name##_t2(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        ftile(kind, FMR, 2, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
-    static void name##_t3(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        ftile(kind, FMR, 3, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
-    static void name##_t4(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,       \
-                          const void *x, size_t xs)                                                \
-    {                                                                                              \
-        ftile(kind, FMR, 4, n, y, ldy, w, ws, nr, x, xs);                                          \
-    }                                                                                              \
+    FTILE_FN(name, kind, 1)                                                                        \
+    FTILE_FN(name, kind, 2)                                                                        \
+    FTILE_FN(name, kind, 3)                                                                        \
+    FTILE_FN(name, kind, 4)                                                                        \
+    FTILE_FN(name, kind, 5)                                                                        \
+    FTILE_FN(name, kind, 6)                                                                        \
     static void name##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,     \
                             const void *x, size_t xs, int nc)                                      \
     {                                                                                              \
@@ -682,8 +696,14 @@ X86_INLINE void ftile(const enum fkind k, const int mr, const int nc, int64_t n,
         case 3:                                                                                    \
             name##_t3(n, y, ldy, w, ws, nr, x, xs);                                                \
             break;                                                                                 \
-        default:                                                                                   \
+        case 4:                                                                                    \
             name##_t4(n, y, ldy, w, ws, nr, x, xs);                                                \
+            break;                                                                                 \
+        case 5:                                                                                    \
+            name##_t5(n, y, ldy, w, ws, nr, x, xs);                                                \
+            break;                                                                                 \
+        default:                                                                                   \
+            name##_t6(n, y, ldy, w, ws, nr, x, xs);                                                \
             break;                                                                                 \
         }                                                                                          \
     }
