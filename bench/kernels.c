@@ -6,14 +6,18 @@
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -Icore bench/kernels.c \
  *      build/core/libhearth-core.a -lutf8proc -lm -lpthread -o /tmp/kbench
  *   /tmp/kbench [type ...]          (default: the legacy and float types)
+ *   BENCH_N=896 /tmp/kbench q4_0    (row length of the L2 tests; default 2048)
  *
  * For each type and ISA level it prints, on one thread:
- *   dot   GB/s of weight bytes streamed by vec_dot over a matrix far larger
- *         than the caches (decode: one activation row against every row);
- *   g×1   the same through gemm tiles with nc = 1 (what decode runs);
- *   gemm  GOP/s (2·rows·n·tokens / s) of gemm tiles over weights that fit
- *         in L2, against 64 activation rows (prompt processing).
- * Keep runs short: the machine is shared.
+ *   dot      GB/s of weight bytes streamed by vec_dot over 256 MiB of
+ *            weights (far beyond the caches), one activation row (decode);
+ *   g×1      the same through gemm tiles with nc = 1 (what decode runs);
+ *   g×1(L2)  gemm nc = 1 over 256 rows that fit in L2: the compute limit of
+ *            the decode path;
+ *   gemm     GOP/s (2·rows·n·tokens / s) of full gemm tiles over those
+ *            L2-resident rows against 64 activation rows (prompt processing).
+ * Best of a few repetitions. Keep runs short: the machine may be shared,
+ * and a busy core halves any of these figures.
  */
 #include "arch/arch.h"
 #include "quant.h"
