@@ -143,6 +143,8 @@ COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git -C "$ROOT" status --porcelain -- core cli include 2>/dev/null)" ]; then
     COMMIT="$COMMIT (with uncommitted changes in core/, cli/ or include/)"
 fi
+L3=$(awk '/K$/ { printf "%g MiB", $1 / 1024; next } { print }' \
+    /sys/devices/system/cpu/cpu0/cache/index3/size 2>/dev/null || echo unknown)
 ISA=$(awk -F'"isa": "' 'NF > 1 { split($2, a, "\""); print a[1]; exit }' "$RES"/*-*.jsonl)
 
 {
@@ -166,7 +168,8 @@ real file (the output is nonsense). llama.cpp's figures are for the real models.
 
 ## Machine
 
-- CPU: $CPU, $NCPU logical CPUs; hearth's kernels: \`$ISA\`
+- CPU: $CPU, $NCPU logical CPUs, last-level cache $L3 (as the kernel reports it); hearth's
+  kernels: \`$ISA\`
 - llama.cpp's figures were measured on another machine ($REF_CPU, 2 threads: DRAM read
   ≈ $REF_READ_GBS GB/s, int8 VNNI peak ≈ $REF_INT8_GOPS GOP/s, fp32 ≈ $REF_FP32_GFLOPS GFLOP/s). Raw
   tokens/s are therefore not directly comparable; **the fraction of each machine's own limits
@@ -271,8 +274,10 @@ done
 if cat "$RES"/*-*.jsonl | awk -F'"limit_fraction": ' 'NF > 1 && $2 + 0 > 1 { found = 1 } END { exit !found }'; then
     cat <<EOF
 
-**Warning:** some fractions exceed 100%: the limits were measured while other processes
-competed for the CPUs or memory, so they are too low. Run the script again on a quiet machine.
+**Note:** some fractions exceed 100%. Either the limits were measured while other processes
+competed for the CPUs or memory (then they are too low: run the script again on a quiet machine),
+or the weights did not all come from DRAM: a model smaller than the last-level cache ($L3 here)
+is partly read from cache, so generation can beat the DRAM read bandwidth.
 EOF
 fi
 
