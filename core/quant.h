@@ -56,6 +56,14 @@ typedef void (*quant_vec_dot_fn)(int64_t n, float *s, const void *x, const void 
 typedef void (*quant_gemm_fn)(int64_t n, float *y, size_t ldy, const void *w, size_t w_stride,
                               int nr, const void *x, size_t x_stride, int nc);
 
+/* The same tile on weights repacked by the kernel's own `repack` (below):
+ * wp is the start of the whole packed matrix, row0 the index of the tile's
+ * first weight row, a multiple of gemm_mr; rows row0 .. row0+nr−1 are
+ * computed (nr <= gemm_mr, row0 + nr <= n_out of the repack). Otherwise as
+ * quant_gemm_fn: same results, bit for bit. */
+typedef void (*quant_gemm_packed_fn)(int64_t n, float *y, size_t ldy, const void *wp,
+                                     int64_t row0, int nr, const void *x, size_t x_stride, int nc);
+
 struct quant_kernels {
     quant_to_float_fn to_float;       /* dequantize (exact for F32/F16/BF16) */
     quant_from_float_fn from_float;   /* reference quantizer (writes files; the
@@ -69,6 +77,16 @@ struct quant_kernels {
     /* Optional register-tiled product (SIMD paths); NULL: use vec_dot. */
     quant_gemm_fn gemm;
     int gemm_mr, gemm_nc; /* largest tile: weight rows × activation rows */
+    /* Optional repacked weights (SIMD paths; all three NULL or none): a
+     * layout of the kernel's choosing, made once at load, that its tile reads
+     * in the order it computes (no transposes, sequential streams).
+     * packed_size: bytes of the packed copy of n_out rows of n_in elements
+     * (n_in a multiple of the block size), to be allocated aligned 64.
+     * repack: fills it from src, n_out rows of the stored type, contiguous.
+     * gemm_packed: the tile on it, tiles of up to gemm_mr × gemm_nc. */
+    size_t (*packed_size)(int64_t n_in, int64_t n_out);
+    void (*repack)(const void *src, void *dst, int64_t n_in, int64_t n_out);
+    quant_gemm_packed_fn gemm_packed;
 };
 
 /* The function that converts f32 activations into `type` (a vec_dot_type)

@@ -647,3 +647,111 @@ Test(simd_legacy, gemm_extreme_avx512)
 {
     check_gemm(HR_ISA_AVX512, DATA_EXTREME);
 }
+
+/* ---- repacked weights -------------------------------------------------------------- */
+
+static const int64_t packed_outs[] = {1, 7, 16, 17, 40};
+
+/* repack + gemm_packed of every kernel that offers them: n_out rows
+ * (interleave edges: fewer than a tile, a partial last tile) at several row
+ * lengths; for every tile start, every tn and the full nr plus nr = 1 (all
+ * nr when n_out is one tile), bit for bit against the reference vec_dot,
+ * with the rest of y untouched. The packed copy is allocated at exactly
+ * packed_size bytes, so ASan catches a read past it. */
+static void check_packed(enum hr_isa isa, enum data mode)
+{
+    need(isa);
+    int tested = 0;
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        uint32_t t = weight_types[ti];
+        const struct quant_kernels *k = quant_kernels_isa(t, isa), *r = ref_k(t);
+        if (!k->repack) continue;
+        cr_assert(k->packed_size && k->gemm_packed, "%s: partial repacked path",
+                  hr_type_info(t)->name);
+        tested++;
+        uint32_t vt = r->vec_dot_type;
+        int mr = k->gemm_mr, nc = k->gemm_nc;
+        rng_seed(700 + t + 50 * mode);
+        for (int64_t li = 0; li < n_lens(t); li += 3) {
+            int64_t n = len_at(t, li);
+            for (size_t oi = 0; oi < sizeof packed_outs / sizeof packed_outs[0]; oi++) {
+                int64_t n_out = packed_outs[oi];
+                size_t wrow = hr_row_size(t, n), xrow = hr_row_size(vt, n);
+                size_t psz = k->packed_size(n, n_out);
+                size_t ldy = (size_t)n_out + 3;
+                uint8_t *w = malloc((size_t)n_out * wrow), *x = malloc((size_t)nc * xrow);
+                void *wp = aligned_alloc(64, (psz + 63) / 64 * 64);
+                float *y = malloc((size_t)(nc + 1) * ldy * sizeof *y);
+                float *want = malloc((size_t)nc * (size_t)n_out * sizeof *want);
+                cr_assert(w && x && wp && y && want);
+                for (int64_t o = 0; o < n_out; o++)
+                    rand_weights(t, w + (size_t)o * wrow, n, mode);
+                for (int c = 0; c < nc; c++)
+                    rand_acts(vt, x + (size_t)c * xrow, n, mode);
+                for (int c = 0; c < nc; c++)
+                    for (int64_t o = 0; o < n_out; o++)
+                        r->vec_dot(n, &want[(size_t)c * (size_t)n_out + (size_t)o],
+                                   w + (size_t)o * wrow, x + (size_t)c * xrow);
+                memset(wp, 0xa5, (psz + 63) / 64 * 64);
+                k->repack(w, wp, n, n_out);
+                for (int64_t row0 = 0; row0 < n_out; row0 += mr) {
+                    int full = n_out - row0 < mr ? (int)(n_out - row0) : mr;
+                    for (int nr = 1; nr <= full; nr++) {
+                        if (nr != 1 && nr != full && n_out > mr) continue;
+                        for (int tn = 1; tn <= nc; tn++) {
+                            for (size_t i = 0; i < (size_t)(nc + 1) * ldy; i++)
+                                y[i] = SENTINEL;
+                            k->gemm_packed(n, y + row0, ldy, wp, row0, nr, x, xrow, tn);
+                            for (int c = 0; c <= nc; c++)
+                                for (size_t o = 0; o < ldy; o++) {
+                                    float got = y[(size_t)c * ldy + o];
+                                    char what[128];
+                                    snprintf(what, sizeof what,
+                                             "%s %s gemm_packed n_out=%lld row0=%lld %d×%d "
+                                             "n=%lld y[%d][%zu]%s",
+                                             hr_type_info(t)->name, hr_isa_name(isa),
+                                             (long long)n_out, (long long)row0, nr, tn,
+                                             (long long)n, c, o, data_name[mode]);
+                                    if (c >= tn || o < (size_t)row0 ||
+                                        o >= (size_t)(row0 + nr)) {
+                                        cr_assert(got == SENTINEL, "%s: written outside the tile",
+                                                  what);
+                                        continue;
+                                    }
+                                    check_result(t, got, want[(size_t)c * (size_t)n_out + o],
+                                                 w + o * wrow, x + (size_t)c * xrow, n, what);
+                                }
+                        }
+                    }
+                }
+                free(w);
+                free(x);
+                free(wp);
+                free(y);
+                free(want);
+            }
+        }
+    }
+    if (isa == HR_ISA_AVX512)
+        cr_assert(tested >= 2, "AVX-512 should repack at least Q4_0 and Q8_0");
+}
+
+Test(simd_legacy, packed_avx2)
+{
+    check_packed(HR_ISA_AVX2, DATA_RANDOM);
+}
+
+Test(simd_legacy, packed_avx512)
+{
+    check_packed(HR_ISA_AVX512, DATA_RANDOM);
+}
+
+Test(simd_legacy, packed_wide_avx512)
+{
+    check_packed(HR_ISA_AVX512, DATA_WIDE);
+}
+
+Test(simd_legacy, packed_extreme_avx512)
+{
+    check_packed(HR_ISA_AVX512, DATA_EXTREME);
+}

@@ -271,6 +271,25 @@ X86_INLINE void transpose16(const uint8_t *p, const size_t ro[QMR], __m512i v[4]
     v[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
+/* 4-bit kinds: q[8] from v[4] (v[g] lane r = dword g of row r's qs), h the
+ * qh words (Q5_0/Q5_1; ignored otherwise), as quants_rows describes. */
+X86_INLINE void nibbles(const enum qkind k, const bool sgn, const __m512i v[4], __m512i h,
+                        __m512i q[8])
+{
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        q[g] = _mm512_and_si512(v[g], _mm512_set1_epi8(0x0f));
+        q[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v[g], 4), _mm512_set1_epi8(0x0f));
+    }
+    if (has_qh(k)) add_high_bits(h, q);
+    if (sgn && offset_log2(k)) {
+        const __m512i o = _mm512_set1_epi8((char)(1 << offset_log2(k)));
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++)
+            q[g] = _mm512_sub_epi8(q[g], o);
+    }
+}
+
 /* The quants of one block of 16 weight rows, q[g] lane r = elements
  * 4g..4g+3 of row r: `sgn`: the signed q − o (w for Q8_0), else unsigned
  * (q, w XOR 0x80 for Q8_0; Q4_1/Q5_1 are always these). */
@@ -288,18 +307,95 @@ X86_INLINE void quants_rows(const enum qkind k, const bool sgn, const uint8_t *p
     }
     __m512i v[4];
     transpose16(p + w_qs(k), ro, v);
-#pragma GCC unroll 4
-    for (int g = 0; g < 4; g++) {
-        q[g] = _mm512_and_si512(v[g], _mm512_set1_epi8(0x0f));
-        q[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v[g], 4), _mm512_set1_epi8(0x0f));
+    nibbles(k, sgn, v, has_qh(k) ? _mm512_i32gather_epi32(roff, p + w_qh(k), 1) : v[0], q);
+}
+
+/* ---- repacked weights ---------------------------------------------------------------
+ *
+ * A panel of 16 weight rows (rows r0 .. r0+15) holds, for each of its nb
+ * blocks j, exactly what the tile loads for the block, in three sequential
+ * streams (each 64-byte aligned):
+ *   qs: nb × QB bytes: the vectors v[g] of transpose16 (Q8_0: the 8 q[g]),
+ *       lane r = dword g of row r's qs: QB = 64 × (qs bytes / 4);
+ *   qh: nb × 64 bytes (Q5_0/Q5_1): lane r = row r's qh word;
+ *   dm: nb × 32 bytes, the 16 fp16 d (Q4_1/Q5_1: 64 bytes, d | m << 16).
+ * Rows past n_out are zero (d = 0, results never stored). The panel size is
+ * rounded up to 64 bytes; panel p starts at p × that size. */
+X86_INLINE size_t pk_qs(enum qkind k)
+{
+    return k == K_Q8_0 ? 512 : 256;
+}
+
+X86_INLINE size_t pk_dm(enum qkind k)
+{
+    return has_m(k) ? 64 : 32;
+}
+
+X86_INLINE size_t pk_panel(enum qkind k, int64_t nb)
+{
+    size_t sz = (size_t)nb * (pk_qs(k) + (has_qh(k) ? 64 : 0) + pk_dm(k));
+    return (sz + 63) & ~(size_t)63;
+}
+
+X86_INLINE size_t pk_size(enum qkind k, int64_t n_in, int64_t n_out)
+{
+    return (size_t)((n_out + QMR - 1) / QMR) * pk_panel(k, n_in / 32);
+}
+
+X86_INLINE void pk_repack(enum qkind k, const void *src, void *dst, int64_t n_in, int64_t n_out)
+{
+    const int64_t nb = n_in / 32;
+    const size_t wb = w_bytes(k), row = (size_t)nb * wb, nq = pk_qs(k) / 64;
+    const size_t qh0 = (size_t)nb * pk_qs(k), dm0 = qh0 + (has_qh(k) ? (size_t)nb * 64 : 0);
+    for (int64_t p0 = 0; p0 < n_out; p0 += QMR) {
+        uint8_t *pan = (uint8_t *)dst + (size_t)(p0 / QMR) * pk_panel(k, nb);
+        if (n_out - p0 < QMR) memset(pan, 0, pk_panel(k, nb));
+        for (int r = 0; r < QMR && p0 + r < n_out; r++) {
+            const uint8_t *b = (const uint8_t *)src + (size_t)(p0 + r) * row;
+            for (int64_t j = 0; j < nb; j++, b += wb) {
+                uint8_t *q = pan + (size_t)j * pk_qs(k) + 4 * (size_t)r;
+                for (size_t g = 0; g < nq; g++)
+                    memcpy(q + 64 * g, b + w_qs(k) + 4 * g, 4);
+                if (has_qh(k)) memcpy(pan + qh0 + (size_t)j * 64 + 4 * (size_t)r, b + w_qh(k), 4);
+                memcpy(pan + dm0 + (size_t)j * pk_dm(k) + pk_dm(k) / 16 * (size_t)r, b,
+                       pk_dm(k) / 16);
+            }
+        }
+        if (n_out - p0 >= QMR) { /* the tail padding of a full panel */
+            size_t used = dm0 + (size_t)nb * pk_dm(k);
+            memset(pan + used, 0, pk_panel(k, nb) - used);
+        }
     }
-    if (has_qh(k)) add_high_bits(_mm512_i32gather_epi32(roff, p + w_qh(k), 1), q);
-    if (sgn && offset_log2(k)) {
-        const __m512i o = _mm512_set1_epi8((char)(1 << offset_log2(k)));
+}
+
+/* The q[8] of block j of a panel (as quants_rows). */
+X86_INLINE void quants_packed(const enum qkind k, const bool sgn, const uint8_t *pan, int64_t nb,
+                              int64_t j, __m512i q[8])
+{
+    const uint8_t *pq = pan + (size_t)j * pk_qs(k);
+    if (k == K_Q8_0) {
 #pragma GCC unroll 8
-        for (int g = 0; g < 8; g++)
-            q[g] = _mm512_sub_epi8(q[g], o);
+        for (int g = 0; g < 8; g++) {
+            q[g] = _mm512_load_si512(pq + 64 * g);
+            if (!sgn) q[g] = _mm512_xor_si512(q[g], _mm512_set1_epi8((char)0x80));
+        }
+        return;
     }
+    __m512i v[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++)
+        v[g] = _mm512_load_si512(pq + 64 * g);
+    __m512i h = v[0];
+    if (has_qh(k)) h = _mm512_load_si512(pan + (size_t)nb * pk_qs(k) + (size_t)j * 64);
+    nibbles(k, sgn, v, h, q);
+}
+
+/* The d (and m) dwords of block j of a panel, as the gather of d|m gives. */
+X86_INLINE __m512i dm_packed(const enum qkind k, const uint8_t *pan, int64_t nb, int64_t j)
+{
+    const uint8_t *p = pan + (size_t)nb * (pk_qs(k) + (has_qh(k) ? 64 : 0)) + (size_t)j * pk_dm(k);
+    if (has_m(k)) return _mm512_load_si512(p);
+    return _mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)p));
 }
 
 /* Activation-side data of a chunk of blocks, per activation row: d_a (and
@@ -332,8 +428,9 @@ X86_INLINE int32_t sum_q8(const uint8_t *p)
  *    unsigned a + 128: Σ (a + 128)·w − 128·Σw, the correction from the
  *    weights alone (once per block for all activation rows);
  *  - Q4_1/Q5_1: unsigned q times signed a, no correction. */
-X86_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, size_t ldy,
-                      const void *w, size_t w_stride, int nr, const void *x, size_t x_stride)
+X86_INLINE void qtile(const enum qkind k, const bool pk, const int nc, int64_t n, float *y,
+                      size_t ldy, const void *w, size_t w_stride, int nr, const void *x,
+                      size_t x_stride)
 {
     const size_t wb = w_bytes(k), xb = x_bytes(k);
     /* offset kinds with enough activation rows: signed weights and the
@@ -376,15 +473,20 @@ X86_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, siz
                             _mm256_set1_epi8((char)0x80)));
         }
         for (int j = 0; j < cnt; j++) {
-            const uint8_t *p = (const uint8_t *)w + (size_t)(b0 + j) * wb;
-            if (nc <= 2 && j % PF_EVERY == 0) /* decode: fetch the next tile's rows ahead */
-                for (int r = 0; r < QMR; r++)
-                    _mm_prefetch((const char *)p + ro[r] + QMR * w_stride, _MM_HINT_T1);
-            __m512i dm = _mm512_i32gather_epi32(roff, p, 1); /* d, and m for Q4_1/Q5_1 */
+            __m512i dm, q[8];
+            if (pk) { /* w: the panel, read in sequence */
+                dm = dm_packed(k, w, nb, b0 + j);
+                quants_packed(k, offs, w, nb, b0 + j, q);
+            } else {
+                const uint8_t *p = (const uint8_t *)w + (size_t)(b0 + j) * wb;
+                if (nc <= 2 && j % PF_EVERY == 0) /* decode: fetch the next tile's rows ahead */
+                    for (int r = 0; r < QMR; r++)
+                        _mm_prefetch((const char *)p + ro[r] + QMR * w_stride, _MM_HINT_T1);
+                dm = _mm512_i32gather_epi32(roff, p, 1); /* d, and m for Q4_1/Q5_1 */
+                quants_rows(k, offs, p, ro, roff, q);
+            }
             __m512 dw = f16_lo(dm), mw = _mm512_setzero_ps();
             if (has_m(k)) mw = f16_lo(_mm512_srli_epi32(dm, 16));
-            __m512i q[8];
-            quants_rows(k, offs, p, ro, roff, q);
             __m512i corr = _mm512_setzero_si512();
             if (offs) {
                 /* −128·Σw as a shallow tree: it heads every dot chain */
@@ -487,7 +589,12 @@ X86_INLINE void qdot(const enum qkind k, int64_t n, float *s, const void *vw, co
     static void name##_t##NCX(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,   \
                               const void *x, size_t xs)                                            \
     {                                                                                              \
-        qtile(kind, NCX, n, y, ldy, w, ws, nr, x, xs);                                             \
+        qtile(kind, false, NCX, n, y, ldy, w, ws, nr, x, xs);                                      \
+    }                                                                                              \
+    static void name##_p##NCX(int64_t n, float *y, size_t ldy, const void *w, int nr,              \
+                              const void *x, size_t xs)                                            \
+    {                                                                                              \
+        qtile(kind, true, NCX, n, y, ldy, w, 0, nr, x, xs);                                        \
     }
 
 #define QUANT_KERNELS(name, kind)                                                                  \
@@ -551,11 +658,44 @@ X86_INLINE void qdot(const enum qkind k, int64_t n, float *s, const void *vw, co
         }                                                                                          \
     }
 
+/* The repacked path of a kind: the tiles on panels, by nc as name##_gemm. */
+#define PACKED_KERNELS(name, kind)                                                                 \
+    static size_t name##_packed_size(int64_t n_in, int64_t n_out)                                  \
+    {                                                                                              \
+        return pk_size(kind, n_in, n_out);                                                         \
+    }                                                                                              \
+    static void name##_repack(const void *src, void *dst, int64_t n_in, int64_t n_out)             \
+    {                                                                                              \
+        pk_repack(kind, src, dst, n_in, n_out);                                                    \
+    }                                                                                              \
+    static void name##_gemm_packed(int64_t n, float *y, size_t ldy, const void *wp, int64_t row0,  \
+                                   int nr, const void *x, size_t xs, int nc)                       \
+    {                                                                                              \
+        static void (*const tile[QNC + 1])(int64_t, float *, size_t, const void *, int,            \
+                                           const void *, size_t) = {                               \
+            NULL,       name##_p1, name##_p2, name##_p3, name##_p4, name##_p5,                     \
+            name##_p6,  name##_p7, name##_p8, NULL,      NULL,      NULL,                          \
+            NULL,       NULL,      NULL,      NULL,      name##_pQNC};                             \
+        const uint8_t *pan = (const uint8_t *)wp + (size_t)(row0 / QMR) * pk_panel(kind, n / 32);  \
+        while (nc > 0) {                                                                           \
+            int t = nc >= QNC ? QNC : nc >= 8 ? 8 : nc;                                            \
+            tile[t](n, y, ldy, pan, nr, x, xs);                                                    \
+            y += (size_t)t * ldy;                                                                  \
+            x = (const uint8_t *)x + (size_t)t * xs;                                               \
+            nc -= t;                                                                               \
+        }                                                                                          \
+    }
+
 QUANT_KERNELS(q4_0, K_Q4_0)
 QUANT_KERNELS(q4_1, K_Q4_1)
 QUANT_KERNELS(q5_0, K_Q5_0)
 QUANT_KERNELS(q5_1, K_Q5_1)
 QUANT_KERNELS(q8_0, K_Q8_0)
+PACKED_KERNELS(q4_0, K_Q4_0)
+PACKED_KERNELS(q4_1, K_Q4_1)
+PACKED_KERNELS(q5_0, K_Q5_0)
+PACKED_KERNELS(q5_1, K_Q5_1)
+PACKED_KERNELS(q8_0, K_Q8_0)
 
 /* ---- F32, F16, BF16 ---------------------------------------------------------------- */
 
@@ -720,7 +860,15 @@ static void set(struct quant_kernels *k, quant_vec_dot_fn dot, quant_gemm_fn gem
     k->gemm = gemm;
     k->gemm_mr = mr;
     k->gemm_nc = nc;
+    /* the level below's repacked layout does not fit these tiles */
+    k->packed_size = NULL;
+    k->repack = NULL;
+    k->gemm_packed = NULL;
 }
+
+#define SET_PACKED(k, name)                                                                        \
+    ((k)->packed_size = name##_packed_size, (k)->repack = name##_repack,                          \
+     (k)->gemm_packed = name##_gemm_packed)
 
 void arch_avx512_legacy_init(struct quant_kernels tab[HR_TYPE_COUNT])
 {
@@ -732,6 +880,11 @@ void arch_avx512_legacy_init(struct quant_kernels tab[HR_TYPE_COUNT])
     set(&tab[HR_TYPE_Q5_0], q5_0_dot, q5_0_gemm, QMR, QNC);
     set(&tab[HR_TYPE_Q5_1], q5_1_dot, q5_1_gemm, QMR, QNC);
     set(&tab[HR_TYPE_Q8_0], q8_0_dot, q8_0_gemm, QMR, QNC);
+    SET_PACKED(&tab[HR_TYPE_Q4_0], q4_0);
+    SET_PACKED(&tab[HR_TYPE_Q4_1], q4_1);
+    SET_PACKED(&tab[HR_TYPE_Q5_0], q5_0);
+    SET_PACKED(&tab[HR_TYPE_Q5_1], q5_1);
+    SET_PACKED(&tab[HR_TYPE_Q8_0], q8_0);
     /* activation converters: the vec_dot_type entries (quant_act_from_float) */
     tab[HR_TYPE_Q8_0].act_from_float = q8_0_act;
     tab[HR_TYPE_Q8_1].act_from_float = q8_1_act;
