@@ -82,6 +82,19 @@ static void matmul_task(void *arg, int64_t task, int thread)
     int64_t r0 = task * j->rows_per_task;
     int64_t r1 = r0 + j->rows_per_task < w->n_out ? r0 + j->rows_per_task : w->n_out;
     const char *wd = w->data;
+    if (w->packed) { /* the kernel's own layout, tiles of gemm_mr rows from r0 */
+        int mr = k->gemm_mr, nc = k->gemm_nc;
+        for (int64_t t = 0; t < j->T; t += nc) {
+            int tn = j->T - t < nc ? (int)(j->T - t) : nc;
+            const char *xr = (const char *)j->xq + (size_t)t * j->xq_row;
+            for (int64_t o = r0; o < r1; o += mr) {
+                int on = r1 - o < mr ? (int)(r1 - o) : mr;
+                k->gemm_packed(w->n_in, j->y + t * w->n_out + o, (size_t)w->n_out, w->packed, o,
+                               on, xr, j->xq_row, tn);
+            }
+        }
+        return;
+    }
     if (k->gemm) {
         int mr = k->gemm_mr, nc = k->gemm_nc;
         for (int64_t t = 0; t < j->T; t += nc) {

@@ -302,6 +302,38 @@ static int load_weights(struct loader *ld)
     return 0;
 }
 
+/* The weights read only by matrix products (not tok_embd), or NULL past the
+ * last: index 0 is output, then 7 per layer. */
+static struct weight *product_weight(struct hr_model *m, int64_t i)
+{
+    if (i == 0)
+        return &m->output;
+    i--;
+    if (!m->layers || i >= m->hp.n_layer * 7)
+        return NULL;
+    struct layer *l = &m->layers[i / 7];
+    struct weight *ws[7] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
+    return ws[i % 7];
+}
+
+/* Makes the packed copy of every product weight whose kernels repack
+ * (see struct weight). */
+static int repack_weights(struct hr_model *m)
+{
+    struct weight *w;
+    for (int64_t i = 0; (w = product_weight(m, i)) != NULL; i++) {
+        const struct quant_kernels *k = w->k;
+        if (!k->repack || !k->packed_size || !k->gemm_packed)
+            continue;
+        size_t sz = (k->packed_size(w->n_in, w->n_out) + 63) & ~(size_t)63;
+        w->packed = aligned_alloc(64, sz);
+        if (!w->packed)
+            return -ENOMEM;
+        k->repack(w->data, w->packed, w->n_in, w->n_out);
+    }
+    return 0;
+}
+
 int hr_model_load(const char *path, const struct hr_model_params *params, struct hr_model **out,
                   struct hr_err *err)
 {
@@ -343,7 +375,8 @@ int hr_model_load(const char *path, const struct hr_model_params *params, struct
     if ((rc = vocab_load(m->gguf, &m->vocab, err)) < 0)
         goto fail;
     if (!m->vocab_only) {
-        if ((rc = load_hparams(&ld)) < 0 || (rc = load_weights(&ld)) < 0)
+        if ((rc = load_hparams(&ld)) < 0 || (rc = load_weights(&ld)) < 0 ||
+            (rc = repack_weights(m)) < 0)
             goto fail;
         if (hr_vocab_n_tokens(m->vocab) != m->hp.n_vocab) {
             rc = hr_err_set(err, -EINVAL, -1,
@@ -367,6 +400,9 @@ void hr_model_free(struct hr_model *m)
         return;
     for (size_t i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
+    struct weight *w;
+    for (int64_t i = 0; (w = product_weight(m, i)) != NULL; i++)
+        free(w->packed);
     free(m->owned);
     free(m->layers);
     vocab_free(m->vocab);

@@ -19,7 +19,14 @@ enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3 };
 enum rope_mode { ROPE_NORM = 0, ROPE_NEOX = 2 };
 
 /* A weight matrix ne=[n_in, n_out] in the mapping: row o (one output) is
- * data + o*row_size and holds n_in elements of `type`. */
+ * data + o*row_size and holds n_in elements of `type`.
+ *
+ * packed: when the active kernels of the type offer repack (k->repack), the
+ * matrix products use this copy made at load in the kernel's layout (owned
+ * by the model, 64-byte aligned, freed with it; k->gemm_packed reads it).
+ * The mapped pages of such a tensor are then never touched again, so the
+ * copy replaces them in RAM use rather than adding to it — except for a tied
+ * output, whose mapped rows stay in use as token_embd's embeddings. */
 struct weight {
     const void *data;
     uint32_t type;
@@ -27,6 +34,7 @@ struct weight {
     size_t row_size;
     const struct quant_kernels *k;
     const char *name; /* borrowed from the gguf tensor info */
+    void *packed;     /* NULL: products read `data` */
 };
 
 struct layer {
@@ -61,7 +69,7 @@ struct hr_model {
     struct hparams hp;
     bool vocab_only;
 
-    struct weight tok_embd; /* [n_embd, n_vocab]: row t = embedding of t */
+    struct weight tok_embd; /* [n_embd, n_vocab]: row t = embedding of t (never packed) */
     struct weight output;   /* [n_embd, n_vocab]; token_embd when tied */
     float *output_bias;     /* qwen2, optional [n_vocab] */
     float *output_norm;     /* [n_embd] */

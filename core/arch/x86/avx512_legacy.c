@@ -146,6 +146,9 @@ static void bf16_act(const float *src, void *dst, int64_t n)
 #define CH 16      /* blocks per chunk of activation-side data */
 #define PF_EVERY 2 /* decode: prefetch every this many blocks, one tile ahead */
 #define CG 4       /* activation rows whose dot chains are interleaved */
+#ifndef PK_PF
+#define PK_PF 4096 /* decode on packed weights: prefetch distance in bytes */
+#endif
 
 enum qkind { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
 
@@ -475,6 +478,10 @@ X86_INLINE void qtile(const enum qkind k, const bool pk, const int nc, int64_t n
         for (int j = 0; j < cnt; j++) {
             __m512i dm, q[8];
             if (pk) { /* w: the panel, read in sequence */
+                if (nc <= 2) /* decode: the streams PK_PF bytes ahead (across pages) */
+                    for (size_t o = 0; o < pk_qs(k); o += 64)
+                        _mm_prefetch((const char *)w + (size_t)(b0 + j) * pk_qs(k) + o + PK_PF,
+                                     _MM_HINT_T0);
                 dm = dm_packed(k, w, nb, b0 + j);
                 quants_packed(k, offs, w, nb, b0 + j, q);
             } else {
