@@ -15,9 +15,12 @@
 #include "vocab.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 struct loader {
     struct hr_model *m;
@@ -316,11 +319,60 @@ static struct weight *product_weight(struct hr_model *m, int64_t i)
     return ws[i % 7];
 }
 
-/* Makes the packed copy of every product weight whose kernels repack
- * (see struct weight). */
+/* Repacking runs over rows in parallel: a 150k-row output alone takes a
+ * noticeable fraction of a second on one core. Items are ranges of
+ * REPACK_GROUPS·gemm_mr rows of one weight, taken in order under a lock. */
+#define REPACK_GROUPS 64
+#define REPACK_THREADS 8
+
+struct repack_job {
+    struct hr_model *m;
+    pthread_mutex_t lock;
+    int64_t wi, row; /* next item: weight index, first row */
+    long page;       /* > 0: drop the mapped source pages once repacked */
+};
+
+static void *repack_thread(void *arg)
+{
+    struct repack_job *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        struct weight *w;
+        while ((w = product_weight(j->m, j->wi)) != NULL && (!w->packed || j->row >= w->n_out)) {
+            j->wi++;
+            j->row = 0;
+        }
+        int64_t r0 = j->row, rows = 0;
+        if (w) {
+            rows = (int64_t)w->k->gemm_mr * REPACK_GROUPS;
+            if (rows > w->n_out - r0)
+                rows = w->n_out - r0;
+            j->row += rows;
+        }
+        pthread_mutex_unlock(&j->lock);
+        if (!w)
+            return NULL;
+        const char *src = (const char *)w->data + (size_t)r0 * w->row_size;
+        w->k->repack(src, (char *)w->packed + w->k->packed_size(w->n_in, r0), w->n_in, rows);
+        if (j->page > 0) { /* whole pages of this range (see repack_weights) */
+            uintptr_t a = (uintptr_t)src, e = a + (size_t)rows * w->row_size;
+            a = (a + (uintptr_t)j->page - 1) & ~((uintptr_t)j->page - 1);
+            e &= ~((uintptr_t)j->page - 1);
+            if (e > a)
+                madvise((void *)a, e - a, MADV_DONTNEED); /* advice: failure is harmless */
+        }
+    }
+}
+
+/* Makes the packed copy of every product weight whose kernels repack (see
+ * struct weight), letting the kernel drop each range's mapped pages from
+ * this process once repacked (clean pages of a read-only file mapping: a
+ * later read, as of a tied output's embedding rows, faults them back in
+ * from the file), so that peak RSS stays near the model's size. */
 static int repack_weights(struct hr_model *m)
 {
     struct weight *w;
+    bool any = false;
     for (int64_t i = 0; (w = product_weight(m, i)) != NULL; i++) {
         const struct quant_kernels *k = w->k;
         if (!k->repack || !k->packed_size || !k->gemm_packed)
@@ -329,8 +381,23 @@ static int repack_weights(struct hr_model *m)
         w->packed = aligned_alloc(64, sz);
         if (!w->packed)
             return -ENOMEM;
-        k->repack(w->data, w->packed, w->n_in, w->n_out);
+        any = true;
     }
+    if (!any)
+        return 0;
+    /* only a file mapping may be dropped (its pages come back from the file) */
+    struct repack_job j = {.m = m, .page = m->gguf->map ? sysconf(_SC_PAGESIZE) : 0};
+    if (pthread_mutex_init(&j.lock, NULL) != 0)
+        return -ENOMEM;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = ncpu < 1 ? 1 : ncpu > REPACK_THREADS ? REPACK_THREADS : (int)ncpu, started = 0;
+    pthread_t th[REPACK_THREADS];
+    while (started < nt - 1 && pthread_create(&th[started], NULL, repack_thread, &j) == 0)
+        started++;
+    repack_thread(&j); /* this thread too; with none started it does all */
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&j.lock);
     return 0;
 }
 

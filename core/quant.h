@@ -83,7 +83,10 @@ struct quant_kernels {
      * packed_size: bytes of the packed copy of n_out rows of n_in elements
      * (n_in a multiple of the block size), to be allocated aligned 64.
      * repack: fills it from src, n_out rows of the stored type, contiguous.
-     * gemm_packed: the tile on it, tiles of up to gemm_mr × gemm_nc. */
+     * gemm_packed: the tile on it, tiles of up to gemm_mr × gemm_nc.
+     * Rows are packed in independent groups of gemm_mr: for a multiple a of
+     * gemm_mr, packed_size(n_in, a) is the offset of row a's group, so
+     * repack may be run on row ranges starting there (in parallel). */
     size_t (*packed_size)(int64_t n_in, int64_t n_out);
     void (*repack)(const void *src, void *dst, int64_t n_in, int64_t n_out);
     quant_gemm_packed_fn gemm_packed;

@@ -705,7 +705,7 @@ static void check_packed(enum hr_isa isa, enum data mode)
                             for (int c = 0; c <= nc; c++)
                                 for (size_t o = 0; o < ldy; o++) {
                                     float got = y[(size_t)c * ldy + o];
-                                    char what[128];
+                                    char what[200];
                                     snprintf(what, sizeof what,
                                              "%s %s gemm_packed n_out=%lld row0=%lld %d×%d "
                                              "n=%lld y[%d][%zu]%s",
