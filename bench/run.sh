@@ -62,9 +62,9 @@ RES=$(mktemp -d)
 trap 'rm -rf "$RES"' EXIT
 # Other processes skew every figure: before the limits and before each model,
 # wait until the CPUs have been at least 90% idle for 5 s (at most WAIT_IDLE s
-# the first time, 120 s later); and a model whose tokens/s vary by more than
+# the first time, 300 s later); and a model whose tokens/s vary by more than
 # 10% (sd / mean), or during whose run other processes took more than 5% of
-# the CPU time, was disturbed: run it again, up to 3 times in all.
+# the CPU time, was disturbed: run it again, up to 5 times in all.
 WAIT_IDLE=${WAIT_IDLE:-600}
 cpu_busy() { # percent of CPU time not idle over the next 5 s
     a=$(awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8, $5 + $6 }' /proc/stat)
@@ -118,8 +118,8 @@ say "measuring the machine's limits"
 "$HEARTH" bench --limits --json -t "$THREADS" >"$RES/limits.jsonl"
 echo "$TABLE" | while read -r shape mix pp tg; do
     f="$MODELS/$shape-$mix.gguf"
-    for attempt in 1 2 3; do
-        wait_idle 120
+    for attempt in 1 2 3 4 5; do
+        wait_idle 300
         say "bench $shape $mix (attempt $attempt)"
         other=$(run_measured "$RES/$shape-$mix.jsonl" "$HEARTH" bench -m "$f" --json \
             -t "$THREADS" -r "$REPS" -p 128 -n 64)
@@ -213,7 +213,7 @@ cat <<EOF
 pp128: a 128-token prompt evaluated in one batch from an empty cache. tg64: 64 tokens generated
 one at a time (greedy) after a 1-token start. Each test runs once as a warm-up, then REPS = $REPS
 times: mean ± sample standard deviation of tokens/s, $THREADS threads. The script waits for idle
-CPUs before each model and runs a model again (up to 3 runs) when its tokens/s vary by more than
+CPUs before each model and runs a model again (up to 5 runs) when its tokens/s vary by more than
 10% or when other processes (or the hypervisor) took more than 5% of the CPU time meanwhile;
 "runs" says how many it took, "others' CPU" that share during the run shown (the last).
 
