@@ -11,36 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *stories(void)
-{
-    const char *p = tu_data("../../models/stories260K.gguf");
-    cr_assert(tu_exists(p), "bundled model missing at %s", p);
-    return p;
-}
-
-/* Runs hearth with the given arguments (NULL-terminated). */
-static int run(char **out, char **err, ...)
-{
-    char *argv[32] = {(char *)tu_hearth_bin()};
-    int n = 1;
-    va_list ap;
-    va_start(ap, err);
-    for (const char *a; n < 31 && (a = va_arg(ap, const char *));)
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    return tu_run(argv, out, err);
-}
-
-/* One line on stderr that starts with "hearth: error:" and mentions `what`. */
-static void assert_one_line_error(const char *err, const char *what)
-{
-    cr_assert(strncmp(err, "hearth: error: ", 15) == 0, "stderr: '%s'", err);
-    const char *nl = strchr(err, '\n');
-    cr_assert(nl && nl[1] == '\0', "expected exactly one line on stderr, got '%s'", err);
-    cr_assert(strstr(err, what), "error '%s' does not mention '%s'", err, what);
-}
-
 /* The README's promise: greedy generation on the bundled model prints the
  * reference story (llama.cpp's output for the same prompt). */
 Test(cli, generate_reference_stories, .timeout = 120)
@@ -63,7 +33,7 @@ Test(cli, generate_reference_stories, .timeout = 120)
         cr_assert(ref[0] == ' ' && strncmp(ref + 1, prompt, plen) == 0, "%s: '%s'", rel, ref);
         const char *cont = ref + 1 + plen;
         char *out, *err;
-        int st = run(&out, &err, "generate", "-m", stories(), "-p", prompt, "-n", "64", "--temp",
+        int st = tu_hearth(&out, &err, "generate", "-m", tu_stories(), "-p", prompt, "-n", "64", "--temp",
                      "0", NULL);
         cr_assert_eq(st, 0, "exit %d: %s", st, err);
         /* stdout is the continuation plus one newline */
@@ -90,15 +60,15 @@ Test(cli, generate_reference_stories, .timeout = 120)
 Test(cli, generate_sampling_is_seeded, .timeout = 60)
 {
     char *o1, *o2, *o3, *e;
-    cr_assert_eq(run(&o1, &e, "generate", "-m", stories(), "-p", "Once upon a time", "-n", "40",
+    cr_assert_eq(tu_hearth(&o1, &e, "generate", "-m", tu_stories(), "-p", "Once upon a time", "-n", "40",
                      "--seed", "42", NULL),
                  0, "%s", e);
     free(e);
-    cr_assert_eq(run(&o2, &e, "generate", "-m", stories(), "-p", "Once upon a time", "-n", "40",
+    cr_assert_eq(tu_hearth(&o2, &e, "generate", "-m", tu_stories(), "-p", "Once upon a time", "-n", "40",
                      "--seed", "42", NULL),
                  0);
     free(e);
-    cr_assert_eq(run(&o3, &e, "generate", "-m", stories(), "-p", "Once upon a time", "-n", "40",
+    cr_assert_eq(tu_hearth(&o3, &e, "generate", "-m", tu_stories(), "-p", "Once upon a time", "-n", "40",
                      "--seed", "7", "--temp", "1.5", NULL),
                  0);
     free(e);
@@ -113,7 +83,7 @@ Test(cli, generate_sampling_is_seeded, .timeout = 60)
 Test(cli, tokenize_prints_ids, .timeout = 30)
 {
     char *out, *err;
-    cr_assert_eq(run(&out, &err, "tokenize", "-m", stories(), "-p", "Once upon a time", NULL),
+    cr_assert_eq(tu_hearth(&out, &err, "tokenize", "-m", tu_stories(), "-p", "Once upon a time", NULL),
                  0, "%s", err);
     /* prompts.txt line 1: "Once upon a time" -> 1,403,407,261,378 */
     const char *pp = tu_find("ref/stories/prompts.txt");
@@ -140,7 +110,7 @@ Test(cli, logits_file_matches_reference, .timeout = 60)
     cr_assert_geq(fd, 0);
     close(fd);
     char *out, *err;
-    cr_assert_eq(run(&out, &err, "logits", "-m", stories(), "--tokens", ids, "-o", tmp, NULL),
+    cr_assert_eq(tu_hearth(&out, &err, "logits", "-m", tu_stories(), "--tokens", ids, "-o", tmp, NULL),
                  0, "%s", err);
     cr_assert_str_empty(out, "logits prints nothing on stdout");
     size_t n_got, n_ref;
@@ -162,53 +132,53 @@ Test(cli, bad_input_gives_one_line_errors, .timeout = 60)
 {
     char *out, *err;
     int st;
-    st = run(&out, &err, "generate", "-m", "/nonexistent.gguf", "-p", "x", NULL);
+    st = tu_hearth(&out, &err, "generate", "-m", "/nonexistent.gguf", "-p", "x", NULL);
     cr_assert_neq(st, 0);
-    assert_one_line_error(err, "/nonexistent.gguf");
+    tu_assert_one_line_error(err, "/nonexistent.gguf");
     free(out), free(err);
 
     /* a truncated model file */
     char tmp[] = "/tmp/hearth-trunc-XXXXXX";
     int fd = mkstemp(tmp);
     size_t len;
-    char *model = tu_read_file(stories(), &len);
+    char *model = tu_read_file(tu_stories(), &len);
     cr_assert_eq(write(fd, model, 5000), 5000);
     close(fd);
     free(model);
-    st = run(&out, &err, "generate", "-m", tmp, "-p", "x", NULL);
+    st = tu_hearth(&out, &err, "generate", "-m", tmp, "-p", "x", NULL);
     cr_assert_neq(st, 0);
-    assert_one_line_error(err, tmp);
+    tu_assert_one_line_error(err, tmp);
     cr_assert_str_empty(out);
     free(out), free(err);
     unlink(tmp);
 
-    st = run(&out, &err, "generate", "-m", stories(), "-p", "x", "-n", "abc", NULL);
+    st = tu_hearth(&out, &err, "generate", "-m", tu_stories(), "-p", "x", "-n", "abc", NULL);
     cr_assert_neq(st, 0);
-    assert_one_line_error(err, "-n");
+    tu_assert_one_line_error(err, "-n");
     free(out), free(err);
 
-    st = run(&out, &err, "generate", "-m", stories(), "-p", "x", "--bogus", "1", NULL);
+    st = tu_hearth(&out, &err, "generate", "-m", tu_stories(), "-p", "x", "--bogus", "1", NULL);
     cr_assert_neq(st, 0);
-    assert_one_line_error(err, "--bogus");
+    tu_assert_one_line_error(err, "--bogus");
     free(out), free(err);
 
-    st = run(&out, &err, "generate", "-m", stories(), NULL);
+    st = tu_hearth(&out, &err, "generate", "-m", tu_stories(), NULL);
     cr_assert_neq(st, 0);
-    assert_one_line_error(err, "-p");
+    tu_assert_one_line_error(err, "-p");
     free(out), free(err);
 
-    st = run(&out, &err, "logits", "-m", stories(), "--tokens", "1,403,9999", "-o", "/tmp/x.f32", NULL);
+    st = tu_hearth(&out, &err, "logits", "-m", tu_stories(), "--tokens", "1,403,9999", "-o", "/tmp/x.f32", NULL);
     cr_assert_neq(st, 0);
-    assert_one_line_error(err, "9999");
+    tu_assert_one_line_error(err, "9999");
     free(out), free(err);
 
-    st = run(&out, &err, "logits", "-m", stories(), "--tokens", "1,-3", "-o", "/tmp/x.f32", NULL);
+    st = tu_hearth(&out, &err, "logits", "-m", tu_stories(), "--tokens", "1,-3", "-o", "/tmp/x.f32", NULL);
     cr_assert_neq(st, 0);
-    assert_one_line_error(err, "--tokens");
+    tu_assert_one_line_error(err, "--tokens");
     free(out), free(err);
 
-    st = run(&out, &err, "frobnicate", NULL);
+    st = tu_hearth(&out, &err, "frobnicate", NULL);
     cr_assert_neq(st, 0);
-    assert_one_line_error(err, "frobnicate");
+    tu_assert_one_line_error(err, "frobnicate");
     free(out), free(err);
 }

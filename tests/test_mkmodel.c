@@ -54,36 +54,14 @@ static const char *tmp(const char *name)
     return b;
 }
 
-/* Runs hearth with the given arguments (NULL-terminated). */
-static int run(char **out, char **err, ...)
-{
-    char *argv[32] = {(char *)tu_hearth_bin()};
-    int n = 1;
-    va_list ap;
-    va_start(ap, err);
-    for (const char *a; n < 31 && (a = va_arg(ap, const char *));)
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    return tu_run(argv, out, err);
-}
-
 static void mk(const char *shape, const char *type, const char *path)
 {
     char *out, *err;
-    int st = run(&out, &err, "mkmodel", "--shape", shape, "--type", type, "-o", path, NULL);
+    int st = tu_hearth(&out, &err, "mkmodel", "--shape", shape, "--type", type, "-o", path, NULL);
     cr_assert_eq(st, 0, "mkmodel %s %s: exit %d: %s", shape, type, st, err);
     cr_assert_str_empty(out, "mkmodel prints nothing on stdout");
     free(out);
     free(err);
-}
-
-static void assert_one_line_error(const char *err, const char *what)
-{
-    cr_assert(strncmp(err, "hearth: error: ", 15) == 0, "stderr: '%s'", err);
-    const char *nl = strchr(err, '\n');
-    cr_assert(nl && nl[1] == '\0', "expected exactly one line on stderr, got '%s'", err);
-    cr_assert(strstr(err, what), "error '%s' does not mention '%s'", err, what);
 }
 
 static uint32_t u32(const struct gguf_file *f, const char *key)
@@ -484,7 +462,7 @@ Test(mkmodel, generate_runs_on_the_file, .timeout = 60)
     const char *path = tmp("gen.gguf");
     mk("tiny-qwen3", "q8_0", path);
     char *out, *err;
-    int st = run(&out, &err, "generate", "-m", path, "-p", "Once upon a time", "-n", "8",
+    int st = tu_hearth(&out, &err, "generate", "-m", path, "-p", "Once upon a time", "-n", "8",
                  "--temp", "0", "-t", "2", NULL);
     cr_assert_eq(st, 0, "exit %d: %s", st, err);
     cr_assert(strlen(out) > 1, "nothing generated: '%s' / %s", out, err);
@@ -497,13 +475,13 @@ Test(mkmodel, output_depends_only_on_the_arguments, .timeout = 60)
 {
     char *out, *err;
     const char *a = tmp("a.gguf"), *b = tmp("b.gguf"), *c = tmp("c.gguf");
-    cr_assert_eq(run(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q4_0", "-o", a,
+    cr_assert_eq(tu_hearth(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q4_0", "-o", a,
                      "-t", "1", NULL), 0, "%s", err);
     free(out), free(err);
-    cr_assert_eq(run(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q4_0", "-o", b,
+    cr_assert_eq(tu_hearth(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q4_0", "-o", b,
                      "-t", "2", NULL), 0, "%s", err);
     free(out), free(err);
-    cr_assert_eq(run(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q4_0", "-o", c,
+    cr_assert_eq(tu_hearth(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q4_0", "-o", c,
                      "--seed", "7", NULL), 0, "%s", err);
     free(out), free(err);
     size_t na, nb, nc;
@@ -520,7 +498,7 @@ Test(mkmodel, output_depends_only_on_the_arguments, .timeout = 60)
 static char *plan(const char *shape, const char *type)
 {
     char *out, *err;
-    int st = run(&out, &err, "mkmodel", "--shape", shape, "--type", type, "--plan", NULL);
+    int st = tu_hearth(&out, &err, "mkmodel", "--shape", shape, "--type", type, "--plan", NULL);
     cr_assert_eq(st, 0, "%s", err);
     free(err);
     return out;
@@ -604,38 +582,38 @@ Test(mkmodel, real_shapes_plan, .timeout = 60)
 Test(mkmodel, bad_arguments_give_one_line_errors)
 {
     char *out, *err;
-    int st = run(&out, &err, "mkmodel", "--shape", "gpt-5", "--type", "q8_0", "-o", tmp("x"),
+    int st = tu_hearth(&out, &err, "mkmodel", "--shape", "gpt-5", "--type", "q8_0", "-o", tmp("x"),
                  NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "unknown shape 'gpt-5'");
+    tu_assert_one_line_error(err, "unknown shape 'gpt-5'");
     cr_assert(strstr(err, "qwen2.5-0.5b") && !strstr(err, "tiny"), "%s", err);
     free(out), free(err);
 
-    st = run(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q9_9", "-o", tmp("x"),
+    st = tu_hearth(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q9_9", "-o", tmp("x"),
              NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "unknown type 'q9_9'");
+    tu_assert_one_line_error(err, "unknown type 'q9_9'");
     free(out), free(err);
 
-    st = run(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q8_0", NULL);
+    st = tu_hearth(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q8_0", NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "-o FILE");
+    tu_assert_one_line_error(err, "-o FILE");
     free(out), free(err);
 
-    st = run(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q8_0", "-o",
+    st = tu_hearth(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q8_0", "-o",
              "/nonexistent-dir/m.gguf", NULL);
     cr_assert_eq(st, 1);
-    assert_one_line_error(err, "/nonexistent-dir/m.gguf");
+    tu_assert_one_line_error(err, "/nonexistent-dir/m.gguf");
     free(out), free(err);
 
-    st = run(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q8_0", "-o", tmp("x"),
+    st = tu_hearth(&out, &err, "mkmodel", "--shape", "tiny-llama", "--type", "q8_0", "-o", tmp("x"),
              "--seed", "-3", NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "--seed");
+    tu_assert_one_line_error(err, "--seed");
     free(out), free(err);
     cr_assert(!tu_exists(tmp("x")), "a file was written after a usage error");
 
-    st = run(&out, &err, "mkmodel", "--list", NULL);
+    st = tu_hearth(&out, &err, "mkmodel", "--list", NULL);
     cr_assert_eq(st, 0);
     cr_assert_str_eq(out, "smollm2-135m\nqwen2.5-0.5b\nqwen2.5-1.5b\nqwen3-0.6b\nllama-3.2-1b\n");
     free(out), free(err);
@@ -648,7 +626,7 @@ Test(mkmodel, bench_json_lines, .timeout = 120)
     const char *path = tmp("bench.gguf");
     mk("tiny-llama", "q8_0", path);
     char *out, *err, *lines[8];
-    int st = run(&out, &err, "bench", "-m", path, "--json", "-p", "8", "-n", "4", "-r", "1",
+    int st = tu_hearth(&out, &err, "bench", "-m", path, "--json", "-p", "8", "-n", "4", "-r", "1",
                  "-t", "1", "--no-limits", NULL);
     cr_assert_eq(st, 0, "exit %d: %s", st, err);
     int n = json_lines(out, lines, 8);
@@ -677,14 +655,14 @@ Test(mkmodel, bench_measures_limits, .timeout = 120)
     setenv("XDG_CACHE_HOME", tmpdir, 1);
     setenv("HEARTH_LIMITS_BUFFER_MIB", "16", 1); /* small: neither cached nor DRAM */
     char *out, *err, *lines[8];
-    int st = run(&out, &err, "bench", "--limits", "--json", "-t", "1", NULL);
+    int st = tu_hearth(&out, &err, "bench", "--limits", "--json", "-t", "1", NULL);
     cr_assert_eq(st, 0, "exit %d: %s", st, err);
     cr_assert_eq(json_lines(out, lines, 8), 1);
     cr_assert(json_num(lines[0], "read_gbs") > 0 && json_num(lines[0], "int8_gops") > 0 &&
               json_num(lines[0], "fp32_gflops") > 0, "%s", lines[0]);
     free(out), free(err);
 
-    st = run(&out, &err, "bench", "-m", path, "--json", "-p", "8", "-n", "2", "-r", "2", "-t",
+    st = tu_hearth(&out, &err, "bench", "-m", path, "--json", "-p", "8", "-n", "2", "-r", "2", "-t",
              "1", NULL);
     cr_assert_eq(st, 0, "exit %d: %s", st, err);
     cr_assert_eq(json_lines(out, lines, 8), 2);
@@ -728,7 +706,7 @@ Test(mkmodel, bench_reads_the_cache, .timeout = 60)
     fclose(f);
     setenv("XDG_CACHE_HOME", tmpdir, 1);
     char *out, *err, *lines[8];
-    int st = run(&out, &err, "bench", "-m", path, "--json", "-p", "4", "-n", "2", "-r", "1",
+    int st = tu_hearth(&out, &err, "bench", "-m", path, "--json", "-p", "4", "-n", "2", "-r", "1",
                  "-t", "1", NULL);
     unsetenv("XDG_CACHE_HOME");
     cr_assert_eq(st, 0, "exit %d: %s", st, err);
@@ -744,23 +722,23 @@ Test(mkmodel, bench_reads_the_cache, .timeout = 60)
 Test(mkmodel, bench_bad_arguments)
 {
     char *out, *err;
-    int st = run(&out, &err, "bench", "--json", NULL);
+    int st = tu_hearth(&out, &err, "bench", "--json", NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "-m MODEL");
+    tu_assert_one_line_error(err, "-m MODEL");
     free(out), free(err);
 
-    st = run(&out, &err, "bench", "-m", tmp("missing.gguf"), NULL);
+    st = tu_hearth(&out, &err, "bench", "-m", tmp("missing.gguf"), NULL);
     cr_assert_eq(st, 1);
-    assert_one_line_error(err, "missing.gguf");
+    tu_assert_one_line_error(err, "missing.gguf");
     free(out), free(err);
 
-    st = run(&out, &err, "bench", "-m", tmp("missing.gguf"), "-p", "0", "-n", "0", NULL);
+    st = tu_hearth(&out, &err, "bench", "-m", tmp("missing.gguf"), "-p", "0", "-n", "0", NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "nothing to measure");
+    tu_assert_one_line_error(err, "nothing to measure");
     free(out), free(err);
 
-    st = run(&out, &err, "bench", "-m", tmp("missing.gguf"), "-r", "0", NULL);
+    st = tu_hearth(&out, &err, "bench", "-m", tmp("missing.gguf"), "-r", "0", NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "-r");
+    tu_assert_one_line_error(err, "-r");
     free(out), free(err);
 }

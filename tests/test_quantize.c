@@ -82,36 +82,6 @@ static char *path_in(const char *dir, const char *name)
     return p;
 }
 
-/* Runs hearth with the given arguments (NULL-terminated). */
-static int run(char **out, char **err, ...)
-{
-    char *argv[32] = {(char *)tu_hearth_bin()};
-    int n = 1;
-    va_list ap;
-    va_start(ap, err);
-    for (const char *a; n < 31 && (a = va_arg(ap, const char *));)
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    return tu_run(argv, out, err);
-}
-
-/* One line on stderr that starts with "hearth: error:" and mentions `what`. */
-static void assert_one_line_error(const char *err, const char *what)
-{
-    cr_assert(strncmp(err, "hearth: error: ", 15) == 0, "stderr: '%s'", err);
-    const char *nl = strchr(err, '\n');
-    cr_assert(nl && nl[1] == '\0', "expected exactly one line on stderr, got '%s'", err);
-    cr_assert(strstr(err, what), "error '%s' does not mention '%s'", err, what);
-}
-
-static const char *stories(void)
-{
-    const char *p = tu_data("../../models/stories260K.gguf");
-    cr_assert(tu_exists(p), "bundled model missing at %s", p);
-    return p;
-}
-
 /* Quantizes `in` to `type` with the CLI into dir/out.gguf; returns the path
  * (owned). Asserts success, silence on stdout, one progress line per tensor
  * plus the two summary lines on stderr. */
@@ -119,7 +89,7 @@ static char *quantize_cli(const char *dir, const char *in, const char *type, con
 {
     char *out_path = path_in(dir, "out.gguf");
     char *out, *err;
-    int st = run(&out, &err, "quantize", in, out_path, type, "-t", threads, NULL);
+    int st = tu_hearth(&out, &err, "quantize", in, out_path, type, "-t", threads, NULL);
     cr_assert_eq(st, 0, "quantize %s %s: exit %d: %s", in, type, st, err);
     cr_assert_str_empty(out, "stdout: '%s'", out);
     struct gguf_file *f;
@@ -269,7 +239,7 @@ Test(quantize, stories_fallbacks_match_llama_quantize, .timeout = 300)
 /* Runs on a fresh clone too: the bundled model against the shipped copies. */
 Test(quantize, bundled_stories_match_shipped_copies, .timeout = 300)
 {
-    stories_vs(tu_data, stories());
+    stories_vs(tu_data, tu_stories());
 }
 
 /* ---- the rules on their own ---------------------------------------------------- */
@@ -602,7 +572,7 @@ Test(quantize, other_mixes_decode_close_to_the_input, .timeout = 300)
 {
     const char *in = tu_find("models/syn-llama-f32.gguf");
     if (!in)
-        in = stories();
+        in = tu_stories();
     char *src = strdup(in);
     struct {
         const char *name;
@@ -626,16 +596,16 @@ Test(quantize, half_precision_input, .timeout = 300)
     char *f16 = path_in(dir, "f16.gguf"), *bf16 = path_in(dir, "bf16.gguf");
     char *out_path = path_in(dir, "out.gguf");
     char *out, *err;
-    cr_assert_eq(run(&out, &err, "quantize", stories(), f16, "f16", NULL), 0, "%s", err);
+    cr_assert_eq(tu_hearth(&out, &err, "quantize", tu_stories(), f16, "f16", NULL), 0, "%s", err);
     free(out);
     free(err);
-    cr_assert_eq(run(&out, &err, "quantize", f16, bf16, "BF16", NULL), 0, "%s", err);
+    cr_assert_eq(tu_hearth(&out, &err, "quantize", f16, bf16, "BF16", NULL), 0, "%s", err);
     free(out);
     free(err);
-    assert_close(stories(), bf16, QUANTIZE_FTYPE_BF16, 0.01);
+    assert_close(tu_stories(), bf16, QUANTIZE_FTYPE_BF16, 0.01);
 
     /* f16 -> q4_0 equals quantizing the widened f16 values ourselves */
-    cr_assert_eq(run(&out, &err, "quantize", f16, out_path, "q4_0", "-t", "3", NULL), 0, "%s",
+    cr_assert_eq(tu_hearth(&out, &err, "quantize", f16, out_path, "q4_0", "-t", "3", NULL), 0, "%s",
                  err);
     free(out);
     free(err);
@@ -697,7 +667,7 @@ Test(quantize, library_progress_and_stats)
                                  .progress = on_progress, .progress_ud = &s};
     struct quantize_stats st;
     struct hr_err e;
-    cr_assert_eq(quantize_model(stories(), out, &qp, &st, &e), 0, "%s", e.msg);
+    cr_assert_eq(quantize_model(tu_stories(), out, &qp, &st, &e), 0, "%s", e.msg);
     cr_assert_eq(s.calls, 48);
     cr_assert_eq(st.n_tensors, 48);
     cr_assert_eq(st.n_converted, s.converted);
@@ -709,10 +679,10 @@ Test(quantize, library_progress_and_stats)
     cr_assert_lt(st.out_bytes, st.in_bytes);
     /* bad parameters */
     qp.n_threads = 0;
-    cr_assert_eq(quantize_model(stories(), out, &qp, NULL, &e), -EINVAL);
+    cr_assert_eq(quantize_model(tu_stories(), out, &qp, NULL, &e), -EINVAL);
     qp.n_threads = 1;
     qp.ftype = 5;
-    cr_assert_eq(quantize_model(stories(), out, &qp, NULL, &e), -EINVAL);
+    cr_assert_eq(quantize_model(tu_stories(), out, &qp, NULL, &e), -EINVAL);
     free(out);
     rm_dir(dir);
 }
@@ -726,11 +696,11 @@ static void assert_refused(const char *dir, const char *in, const char *out_path
 {
     int before = count_files(dir);
     char *out, *err;
-    int st = run(&out, &err, "quantize", in, out_path, type, NULL);
+    int st = tu_hearth(&out, &err, "quantize", in, out_path, type, NULL);
     cr_assert_eq(st, status, "quantize %s %s %s: exit %d, stderr '%s'", in, out_path, type, st,
                  err);
     cr_assert_str_empty(out);
-    assert_one_line_error(err, what);
+    tu_assert_one_line_error(err, what);
     cr_assert_eq(count_files(dir), before, "files left in %s after: %s", dir, err);
     free(out);
     free(err);
@@ -747,18 +717,18 @@ Test(quantize, refuses_bad_input, .timeout = 120)
     assert_refused(dir, q, out, "q4_0", "already quantized", 1);
     cr_assert(!tu_exists(out));
     /* unknown type */
-    assert_refused(dir, stories(), out, "q7_0", "unknown quantization type 'q7_0'", 2);
-    assert_refused(dir, stories(), out, "iq2_xxs", "iq2_xxs", 2);
+    assert_refused(dir, tu_stories(), out, "q7_0", "unknown quantization type 'q7_0'", 2);
+    assert_refused(dir, tu_stories(), out, "iq2_xxs", "iq2_xxs", 2);
     /* missing input */
     char *missing = path_in(dir, "nope.gguf");
     assert_refused(dir, missing, out, "q8_0", "nope.gguf", 1);
     /* output directory that does not exist */
     char *nodir = path_in(dir, "nodir/out.gguf");
-    assert_refused(dir, stories(), nodir, "q8_0", "nodir/out.gguf", 1);
+    assert_refused(dir, tu_stories(), nodir, "q8_0", "nodir/out.gguf", 1);
 
     /* truncated input: cut inside the tensor data and inside the header */
     size_t len;
-    char *img = tu_read_file(stories(), &len);
+    char *img = tu_read_file(tu_stories(), &len);
     cr_assert(img);
     char *trunc = path_in(dir, "trunc.gguf");
     size_t cuts[] = {len - 100, len / 2, 1000, 10};
@@ -800,24 +770,24 @@ Test(quantize, refuses_bad_input, .timeout = 120)
 Test(quantize, usage_errors)
 {
     char *out, *err;
-    int st = run(&out, &err, "quantize", stories(), NULL);
+    int st = tu_hearth(&out, &err, "quantize", tu_stories(), NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "missing OUT and TYPE");
+    tu_assert_one_line_error(err, "missing OUT and TYPE");
     free(out);
     free(err);
-    st = run(&out, &err, "quantize", stories(), "/tmp/x.gguf", "q8_0", "-t", "0", NULL);
+    st = tu_hearth(&out, &err, "quantize", tu_stories(), "/tmp/x.gguf", "q8_0", "-t", "0", NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "-t");
+    tu_assert_one_line_error(err, "-t");
     free(out);
     free(err);
-    st = run(&out, &err, "quantize", "a", "b", "q8_0", "extra", NULL);
+    st = tu_hearth(&out, &err, "quantize", "a", "b", "q8_0", "extra", NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "extra");
+    tu_assert_one_line_error(err, "extra");
     free(out);
     free(err);
-    st = run(&out, &err, "quantize", "a", "b", "q8_0", "--frobnicate", NULL);
+    st = tu_hearth(&out, &err, "quantize", "a", "b", "q8_0", "--frobnicate", NULL);
     cr_assert_eq(st, 2);
-    assert_one_line_error(err, "--frobnicate");
+    tu_assert_one_line_error(err, "--frobnicate");
     free(out);
     free(err);
     cr_assert(!tu_exists("b"));

@@ -1,9 +1,11 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
 
+#include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,4 +178,32 @@ int tu_run(char *const argv[], char **out, char **err)
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
     return -1;
+}
+
+int tu_hearth(char **out, char **err, ...)
+{
+    char *argv[32] = {(char *)tu_hearth_bin()};
+    int n = 1;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a; n < 31 && (a = va_arg(ap, const char *));)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    return tu_run(argv, out, err);
+}
+
+void tu_assert_one_line_error(const char *err, const char *what)
+{
+    cr_assert(strncmp(err, "hearth: error: ", 15) == 0, "stderr: '%s'", err);
+    const char *nl = strchr(err, '\n');
+    cr_assert(nl && nl[1] == '\0', "expected exactly one line on stderr, got '%s'", err);
+    cr_assert(strstr(err, what), "error '%s' does not mention '%s'", err, what);
+}
+
+const char *tu_stories(void)
+{
+    const char *p = tu_data("../../models/stories260K.gguf");
+    cr_assert(tu_exists(p), "bundled model missing at %s", p);
+    return p;
 }

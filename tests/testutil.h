@@ -32,4 +32,15 @@ int tu_run(char *const argv[], char **out, char **err);
 /* Path of the hearth binary (HEARTH_BIN). */
 const char *tu_hearth_bin(void);
 
+/* Runs the hearth binary with the given arguments (NULL-terminated); output
+ * and status as tu_run. */
+int tu_hearth(char **out, char **err, ...);
+
+/* Criterion assertion: `err` is exactly one line starting "hearth: error: "
+ * and mentions `what` (the CLI's contract for bad input). */
+void tu_assert_one_line_error(const char *err, const char *what);
+
+/* The bundled default model (models/stories260K.gguf); asserts it exists. */
+const char *tu_stories(void);
+
 #endif
