@@ -238,9 +238,11 @@ static void rope_apply(struct hr_ctx *c, float *x, int64_t T, int64_t n_heads)
 
 /* ---- attention ----------------------------------------------------------------------- */
 
-/* Hot loops are compiled for several ISA levels and picked at load time
- * (GCC function multiversioning); the sums use 16 partial accumulators so
- * the compiler can vectorize them without -ffast-math. */
+/* The attention task is compiled for several ISA levels and picked at load
+ * time (GCC function multiversioning) for its own loops; the f32 dot
+ * products, multiply-adds and scalings come from arch/vec.h, which sum in
+ * the reference's order on every path. The F16-cache dot uses 16 partial
+ * sums so the compiler can vectorize it without -ffast-math. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__gnu_linux__)
 #define HR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
