@@ -169,7 +169,7 @@ static bool str_contains_ci(struct gguf_str s, const char *needle)
 /* Token texts: copy into the arena and index them. */
 static int load_tokens(struct hr_vocab *v, const struct gguf_file *f, struct hr_err *err)
 {
-    const struct gguf_value *toks, *scores = NULL, *types = NULL;
+    const struct gguf_value *toks = NULL, *scores = NULL, *types = NULL;
     int rc;
 
     rc = get_array(f, KEY_TOKENS, GGUF_STRING, GGUF_STRING, &toks, err);
@@ -263,7 +263,7 @@ static int load_tokens(struct hr_vocab *v, const struct gguf_file *f, struct hr_
  * duplicate pairs keeps its rank, as with llama.cpp's map emplace. */
 static int load_merges(struct hr_vocab *v, const struct gguf_file *f, struct hr_err *err)
 {
-    const struct gguf_value *arr;
+    const struct gguf_value *arr = NULL;
     int rc = get_array(f, KEY_MERGES, GGUF_STRING, GGUF_STRING, &arr, err);
     if (rc == -ENOENT)
         return hr_err_set(err, -EINVAL, -1, "%s: missing (required for gpt2 vocabularies)",
