@@ -17,6 +17,7 @@
 #include "err.h"
 #include "arch/vec.h"
 #include "pool.h"
+#include "quant_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -24,9 +25,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* IEEE binary16 with hardware conversions where the CPU has them (F16C);
- * conversion rounds to nearest even, as the reference's F16 cache does. */
-__extension__ typedef _Float16 fp16;
+/* The F16 cache stores IEEE binary16 bit patterns, converted with the
+ * engine's own round-to-nearest-even helpers (quant_impl.h), as the
+ * reference's F16 cache rounds. (_Float16 would be neater, but clang 14
+ * does not offer it on x86 without AVX-512 FP16.) */
+typedef uint16_t fp16;
 
 struct hr_ctx {
     struct hr_model *model;
@@ -256,10 +259,10 @@ __attribute__((always_inline)) static inline float dot_f16(const float *a, const
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
         for (int l = 0; l < 16; l++)
-            acc[l] += a[i + l] * (float)b[i + l];
+            acc[l] += a[i + l] * quant_f16_to_f32(b[i + l]);
     float s = 0.0f;
     for (; i < n; i++)
-        s += a[i] * (float)b[i];
+        s += a[i] * quant_f16_to_f32(b[i]);
     for (int l = 0; l < 16; l++)
         s += acc[l];
     return s;
@@ -305,7 +308,7 @@ static void attn_task(void *arg, int64_t task, int thread)
         const float *v;
         if (c->kv_f16) {
             for (int64_t i = 0; i < hd; i++)
-                vrow[i] = (float)c->v16[off + i];
+                vrow[i] = quant_f16_to_f32(c->v16[off + i]);
             v = vrow;
         } else {
             v = c->v_cache + off;
@@ -340,8 +343,8 @@ static void kv_store(struct hr_ctx *c, int64_t il, int64_t T)
     size_t off = (size_t)((il * c->n_ctx + c->n_past) * n_kv), n = (size_t)(T * n_kv);
     if (c->kv_f16) {
         for (size_t i = 0; i < n; i++) {
-            c->k16[off + i] = (fp16)c->k[i];
-            c->v16[off + i] = (fp16)c->v[i];
+            c->k16[off + i] = quant_f32_to_f16(c->k[i]);
+            c->v16[off + i] = quant_f32_to_f16(c->v[i]);
         }
     } else {
         memcpy(c->k_cache + off, c->k, n * sizeof(float));

@@ -44,7 +44,7 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
     if [ ! -f build-fuzz/build.ninja ]; then
         CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=false -Db_lundef=false >/dev/null || status=1
     fi
-    if ninja -C build-fuzz >/dev/null; then
+    if ninja -C build-fuzz >/tmp/hearth-fuzz-build.log 2>&1 || { tail -n 30 /tmp/hearth-fuzz-build.log; false; }; then
         for t in build-fuzz/tests/fuzz/fuzz_*; do
             [ -f "$t" ] && [ -x "$t" ] || continue
             n=$(basename "$t")
