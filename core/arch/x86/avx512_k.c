@@ -48,6 +48,8 @@
 
 #define AI static inline __attribute__((always_inline))
 
+#include "k_common.h"
+
 #define NCMAX 16      /* activation rows per tile (gemm_any's column split assumes 16) */
 #define PF_BYTES 4096 /* software prefetch distance along a weight row */
 /* Tiles of at most this many activation rows run row by row (1-row layout):
@@ -63,38 +65,10 @@
  * spill partial results). */
 #define KEEP(v) __asm__("" : "+v"(v))
 
-/* ---- small helpers ------------------------------------------------------------------ */
 
-AI uint32_t ld32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
-AI uint16_t ld16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
-AI float ldf(const uint8_t *p)
-{
-    float v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
-AI __m128i lu128(const void *p)
-{
-    return _mm_loadu_si128((const __m128i *)p);
-}
-
-AI __m256i lu256(const void *p)
-{
-    return _mm256_loadu_si256((const __m256i *)p);
-}
 
 /* 128-bit lane r = 16 bytes at rows[r] + off */
 AI __m512i ld4(const uint8_t **rows, size_t off)
@@ -126,106 +100,12 @@ AI __m512i sh2(int lo, int hi)
 
 /* ---- per-row scale decoding ----------------------------------------------------------- */
 
-/* Scales of one super-block of one row, per 16-element group g (0..15):
- * sc[g] the integer sub-scale, mc[g] the coefficient of bsums[g] (the min
- * for Q2_K/Q4_K/Q5_K, −offset·sc for Q3_K/Q6_K), both int16; d and dmin as
- * fp16 bits. */
-struct rowsc {
-    __m256i sc, mc;
-    uint16_t d, dmin;
-};
 
-/* Q4_K/Q5_K 6-bit scales and mins from 12 bytes: 8 scale bytes, 8 min bytes. */
-AI void k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn)
-{
-    uint32_t a = ld32(s), b = ld32(s + 4), c = ld32(s + 8);
-    uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
-    uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
-    uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
-    *sc = sc_lo | (uint64_t)sc_hi << 32;
-    *mn = m_lo | (uint64_t)m_hi << 32;
-}
 
-/* 8 bytes → 16 int16, each byte twice (one 32-element sub-block = 2 groups) */
-AI __m256i dup8(uint64_t v)
-{
-    __m128i x = _mm_cvtsi64_si128((long long)v);
-    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(x, x));
-}
 
-/* Q3_K: the 16 6-bit scales, biased (0..63), as 16 bytes. */
-AI __m128i q3_scales(const uint8_t *t)
-{
-    uint32_t a = ld32(t), b = ld32(t + 4), c = ld32(t + 8);
-    uint32_t s0 = (a & 0x0f0f0f0fu) | ((c & 0x03030303u) << 4);
-    uint32_t s1 = (b & 0x0f0f0f0fu) | (((c >> 2) & 0x03030303u) << 4);
-    uint32_t s2 = ((a >> 4) & 0x0f0f0f0fu) | (((c >> 4) & 0x03030303u) << 4);
-    uint32_t s3 = ((b >> 4) & 0x0f0f0f0fu) | (((c >> 6) & 0x03030303u) << 4);
-    return _mm_set_epi32((int)s3, (int)s2, (int)s1, (int)s0);
-}
 
-AI struct rowsc row_scales(const int T, const uint8_t *b)
-{
-    struct rowsc r;
-    r.dmin = 0;
-    switch (T) {
-    case HR_TYPE_Q2_K: {
-        __m256i s = _mm256_cvtepu8_epi16(lu128(b));
-        r.sc = _mm256_and_si256(s, _mm256_set1_epi16(15));
-        r.mc = _mm256_srli_epi16(s, 4);
-        r.d = ld16(b + 80);
-        r.dmin = ld16(b + 82);
-        break;
-    }
-    case HR_TYPE_Q3_K: {
-        __m256i s =
-            _mm256_sub_epi16(_mm256_cvtepu8_epi16(q3_scales(b + 96)), _mm256_set1_epi16(32));
-        r.sc = s;
-        r.mc = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s, 2));
-        r.d = ld16(b + 108);
-        break;
-    }
-    case HR_TYPE_Q4_K:
-    case HR_TYPE_Q5_K: {
-        uint64_t sc, mn;
-        k4_scales(b + 4, &sc, &mn);
-        r.sc = dup8(sc);
-        r.mc = dup8(mn);
-        r.d = ld16(b);
-        r.dmin = ld16(b + 2);
-        break;
-    }
-    default: { /* Q6_K */
-        __m256i s = _mm256_cvtepi8_epi16(lu128(b + 192));
-        r.sc = s;
-        r.mc = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s, 5));
-        r.d = ld16(b + 208);
-        break;
-    }
-    }
-    return r;
-}
 
-AI int has_min(const int T)
-{
-    return T == HR_TYPE_Q2_K || T == HR_TYPE_Q4_K || T == HR_TYPE_Q5_K;
-}
 
-AI size_t blk_size(const int T)
-{
-    switch (T) {
-    case HR_TYPE_Q2_K:
-        return 84;
-    case HR_TYPE_Q3_K:
-        return 110;
-    case HR_TYPE_Q4_K:
-        return 144;
-    case HR_TYPE_Q5_K:
-        return 176;
-    default:
-        return 210;
-    }
-}
 
 /* int16 scales → dwords holding the scale in both halves (vpdpwssd operand) */
 AI __m512i sc_dwords(__m256i sc)
