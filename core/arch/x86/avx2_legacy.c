@@ -155,40 +155,11 @@ static void bf16_act(const float *src, void *dst, int64_t n)
 #define CH 8       /* blocks per chunk of activation-side data */
 #define PF_EVERY 2 /* decode: prefetch every this many blocks, one tile ahead */
 
-enum qkind { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
 
-X86_INLINE size_t w_bytes(enum qkind k)
-{
-    return k == K_Q4_0   ? sizeof(struct block_q4_0)
-           : k == K_Q4_1 ? sizeof(struct block_q4_1)
-           : k == K_Q5_0 ? sizeof(struct block_q5_0)
-           : k == K_Q5_1 ? sizeof(struct block_q5_1)
-                         : sizeof(struct block_q8_0);
-}
 
-X86_INLINE size_t w_qs(enum qkind k)
-{
-    return k == K_Q4_0   ? offsetof(struct block_q4_0, qs)
-           : k == K_Q4_1 ? offsetof(struct block_q4_1, qs)
-           : k == K_Q5_0 ? offsetof(struct block_q5_0, qs)
-           : k == K_Q5_1 ? offsetof(struct block_q5_1, qs)
-                         : offsetof(struct block_q8_0, qs);
-}
 
-X86_INLINE size_t w_qh(enum qkind k)
-{
-    return k == K_Q5_0 ? offsetof(struct block_q5_0, qh) : offsetof(struct block_q5_1, qh);
-}
 
-X86_INLINE bool has_m(enum qkind k) /* Q4_1/Q5_1: x = q·d + m, Q8_1 activations */
-{
-    return k == K_Q4_1 || k == K_Q5_1;
-}
 
-X86_INLINE bool has_qh(enum qkind k)
-{
-    return k == K_Q5_0 || k == K_Q5_1;
-}
 
 X86_INLINE int offset_of(enum qkind k) /* o in Σ (q − o)·a (Q4_0, Q5_0) */
 {
@@ -203,15 +174,7 @@ X86_INLINE int groups16(enum qkind k)
     return k == K_Q8_0 ? 1 : has_qh(k) ? 4 : 8;
 }
 
-X86_INLINE size_t x_bytes(enum qkind k)
-{
-    return has_m(k) ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
-}
 
-X86_INLINE size_t x_qs(enum qkind k)
-{
-    return has_m(k) ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
-}
 
 /* 8 fp16 patterns in the low halves of the dwords of v, as floats. */
 X86_INLINE __m256 f16_lo(__m256i v)

@@ -12,7 +12,11 @@
 #ifndef HEARTH_CORE_ARCH_X86_COMMON_H
 #define HEARTH_CORE_ARCH_X86_COMMON_H
 
+#include "../../quant_blocks.h"
+
 #include <immintrin.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -73,5 +77,53 @@ X86_INLINE __m128 x86_hsum4x512(__m512 a, __m512 b, __m512 c, __m512 d)
     return x86_hsum4x256(a8, b8, c8, d8);
 }
 #endif
+
+/* ---- block facts of the legacy quants (avx2_legacy.c, avx512_legacy.c) ---- */
+
+enum qkind { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+/* Block geometry of the weight kind and of its activation format. */
+X86_INLINE size_t w_bytes(enum qkind k)
+{
+    return k == K_Q4_0   ? sizeof(struct block_q4_0)
+           : k == K_Q4_1 ? sizeof(struct block_q4_1)
+           : k == K_Q5_0 ? sizeof(struct block_q5_0)
+           : k == K_Q5_1 ? sizeof(struct block_q5_1)
+                         : sizeof(struct block_q8_0);
+}
+
+X86_INLINE size_t w_qs(enum qkind k)
+{
+    return k == K_Q4_0   ? offsetof(struct block_q4_0, qs)
+           : k == K_Q4_1 ? offsetof(struct block_q4_1, qs)
+           : k == K_Q5_0 ? offsetof(struct block_q5_0, qs)
+           : k == K_Q5_1 ? offsetof(struct block_q5_1, qs)
+                         : offsetof(struct block_q8_0, qs);
+}
+
+X86_INLINE size_t w_qh(enum qkind k)
+{
+    return k == K_Q5_0 ? offsetof(struct block_q5_0, qh) : offsetof(struct block_q5_1, qh);
+}
+
+X86_INLINE bool has_m(enum qkind k) /* Q4_1/Q5_1: x = q·d + m, Q8_1 activations */
+{
+    return k == K_Q4_1 || k == K_Q5_1;
+}
+
+X86_INLINE bool has_qh(enum qkind k)
+{
+    return k == K_Q5_0 || k == K_Q5_1;
+}
+
+X86_INLINE size_t x_bytes(enum qkind k)
+{
+    return has_m(k) ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+}
+
+X86_INLINE size_t x_qs(enum qkind k)
+{
+    return has_m(k) ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
+}
 
 #endif
