@@ -35,53 +35,7 @@ static bool before(const struct bigram *a, const struct bigram *b)
     return a->left < b->left;
 }
 
-struct heap {
-    struct bigram *b;
-    size_t n, cap;
-};
-
-static int heap_push(struct heap *h, struct bigram x)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? 2 * h->cap : 64;
-        struct bigram *nb = realloc(h->b, cap * sizeof *nb);
-        if (!nb)
-            return -ENOMEM;
-        h->b = nb;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!before(&x, &h->b[p]))
-            break;
-        h->b[i] = h->b[p];
-        i = p;
-    }
-    h->b[i] = x;
-    return 0;
-}
-
-static struct bigram heap_pop(struct heap *h)
-{
-    struct bigram top = h->b[0];
-    struct bigram last = h->b[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && before(&h->b[c + 1], &h->b[c]))
-            c++;
-        if (!before(&h->b[c], &last))
-            break;
-        h->b[i] = h->b[c];
-        i = c;
-    }
-    if (h->n)
-        h->b[i] = last;
-    return top;
-}
+#include "tok_heap.h"
 
 struct spm {
     const struct hr_vocab *v;
