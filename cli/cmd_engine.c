@@ -3,6 +3,7 @@
  *
  *   hearth generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
  *                   [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]
+ *                   [--cache-type f32|f16]
  *   hearth tokenize -m MODEL -p TEXT
  *   hearth logits   -m MODEL --tokens ID,ID,... -o FILE [-t THREADS]
  *
@@ -26,6 +27,7 @@ struct opts {
     const char *model, *prompt, *tokens, *output;
     long n_predict, threads, ctx, top_k;
     double temp, top_p, min_p, repeat_penalty;
+    uint32_t cache_type; /* HR_TYPE_F32 or HR_TYPE_F16 */
     unsigned long long seed;
     int have_seed;
 };
@@ -68,6 +70,14 @@ static void parse_opts(int argc, char **argv, struct opts *o)
             o->min_p = cli_double(a, v, 0, 1);
         else if (!strcmp(a, "--repeat-penalty"))
             o->repeat_penalty = cli_double(a, v, 0, 1e6);
+        else if (!strcmp(a, "--cache-type")) {
+            if (!strcmp(v, "f32"))
+                o->cache_type = HR_TYPE_F32;
+            else if (!strcmp(v, "f16"))
+                o->cache_type = HR_TYPE_F16;
+            else
+                cli_die(EXIT_USAGE, "--cache-type: '%s' is not f32 or f16", v);
+        }
         else if (!strcmp(a, "--seed")) {
             char *end;
             errno = 0;
@@ -155,7 +165,8 @@ int cmd_generate(int argc, char **argv)
         n_ctx = hr_model_n_ctx_train(m);
     if (n_prompt >= n_ctx)
         cli_die(1, "the prompt has %lld tokens; the context holds %ld", (long long)n_prompt, n_ctx);
-    struct hr_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)o->threads};
+    struct hr_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_threads = (int32_t)o->threads,
+                               .kv_type = o->cache_type};
     struct hr_ctx *ctx;
     struct hr_err err;
     int rc = hr_ctx_new(m, &cp, &ctx, &err);

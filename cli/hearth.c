@@ -15,7 +15,7 @@ static const struct command {
 } commands[] = {
     {"generate", cmd_generate,
      "generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
-     "           [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
+     "           [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--cache-type f32|f16]\n"
      "      continue PROMPT with up to N tokens (default 128; --temp 0 is greedy)"},
     {"tokenize", cmd_tokenize,
      "tokenize -m MODEL -p TEXT\n"

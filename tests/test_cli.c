@@ -182,3 +182,27 @@ Test(cli, bad_input_gives_one_line_errors, .timeout = 60)
     tu_assert_one_line_error(err, "frobnicate");
     free(out), free(err);
 }
+
+/* --cache-type f16 halves the KV cache; greedy output on the bundled model
+ * is the same story (its logits move ~1e-3, far from any near-tie here). */
+Test(cli, generate_with_f16_cache, .timeout = 60)
+{
+    char *o32, *o16, *err;
+    cr_assert_eq(tu_hearth(&o32, &err, "generate", "-m", tu_stories(), "-p", "Once upon a time",
+                           "-n", "32", "--temp", "0", NULL),
+                 0, "%s", err);
+    free(err);
+    cr_assert_eq(tu_hearth(&o16, &err, "generate", "-m", tu_stories(), "-p", "Once upon a time",
+                           "-n", "32", "--temp", "0", "--cache-type", "f16", NULL),
+                 0, "%s", err);
+    free(err);
+    cr_assert_str_eq(o16, o32);
+    free(o16);
+    free(o32);
+    int st = tu_hearth(&o16, &err, "generate", "-m", tu_stories(), "-p", "x", "--cache-type",
+                       "q4_0", NULL);
+    cr_assert_neq(st, 0);
+    tu_assert_one_line_error(err, "--cache-type");
+    free(o16);
+    free(err);
+}
