@@ -145,7 +145,7 @@ static void bf16_act(const float *src, void *dst, int64_t n)
 #define QNC 16     /* activation rows per tile */
 #define CH 16      /* blocks per chunk of activation-side data */
 #define PF_EVERY 2 /* decode: prefetch every this many blocks, one tile ahead */
-#define CG 4       /* activation rows whose dot chains are interleaved */
+#define CG 8       /* activation rows whose dot chains are interleaved (two per row) */
 #ifndef PK_PF
 #define PK_PF 4096 /* decode on packed weights: prefetch distance in bytes */
 #endif
@@ -319,8 +319,12 @@ X86_INLINE void pk_repack(enum qkind k, const void *src, void *dst, int64_t n_in
             const uint8_t *b = (const uint8_t *)src + (size_t)(p0 + r) * row;
             for (int64_t j = 0; j < nb; j++, b += wb) {
                 uint8_t *q = pan + (size_t)j * pk_qs(k) + 4 * (size_t)r;
-                for (size_t g = 0; g < nq; g++)
+                for (size_t g = 0; g < nq; g++) {
                     memcpy(q + 64 * g, b + w_qs(k) + 4 * g, 4);
+                    if (k == K_Q4_0) /* both nibbles stored as q XOR 8 */
+                        for (int i = 0; i < 4; i++)
+                            q[64 * g + (size_t)i] ^= 0x88;
+                }
                 if (has_qh(k)) memcpy(pan + qh0 + (size_t)j * 64 + 4 * (size_t)r, b + w_qh(k), 4);
                 memcpy(pan + dm0 + (size_t)j * pk_dm(k) + pk_dm(k) / 16 * (size_t)r, b,
                        pk_dm(k) / 16);
@@ -350,17 +354,37 @@ X86_INLINE void quants_packed(const enum qkind k, const bool sgn, const uint8_t 
 #pragma GCC unroll 4
     for (int g = 0; g < 4; g++)
         v[g] = _mm512_load_si512(pq + 64 * g);
+    if (k == K_Q4_0) { /* nibbles q XOR 8 (pk_repack) */
+        const __m512i hi = _mm512_set1_epi8((char)0xf0);
+        if (sgn) { /* a nibble n = q XOR 8 in a byte's high half is 16·(q − 8) as int8 */
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                q[g] = _mm512_and_si512(_mm512_slli_epi16(v[g], 4), hi);
+                q[g + 4] = _mm512_and_si512(v[g], hi);
+            }
+            return;
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++)
+            v[g] = _mm512_xor_si512(v[g], _mm512_set1_epi8((char)0x88));
+    }
     __m512i h = v[0];
     if (has_qh(k)) h = _mm512_load_si512(pan + (size_t)nb * pk_qs(k) + (size_t)j * 64);
     nibbles(k, sgn, v, h, q);
 }
 
-/* The d (and m) dwords of block j of a panel, as the gather of d|m gives. */
+/* The d|m dwords of block j of a panel (Q4_1/Q5_1), as the gather of d|m gives. */
 X86_INLINE __m512i dm_packed(const enum qkind k, const uint8_t *pan, int64_t nb, int64_t j)
 {
     const uint8_t *p = pan + (size_t)nb * (pk_qs(k) + (has_qh(k) ? 64 : 0)) + (size_t)j * pk_dm(k);
-    if (has_m(k)) return _mm512_load_si512(p);
-    return _mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)p));
+    return _mm512_load_si512(p);
+}
+
+/* The 16 d of block j of a panel as floats (kinds without m). */
+X86_INLINE __m512 d_packed(const enum qkind k, const uint8_t *pan, int64_t nb, int64_t j)
+{
+    const uint8_t *p = pan + (size_t)nb * (pk_qs(k) + (has_qh(k) ? 64 : 0)) + (size_t)j * pk_dm(k);
+    return _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)p));
 }
 
 /* Activation-side data of a chunk of blocks, per activation row: d_a (and
@@ -438,13 +462,22 @@ X86_INLINE void qtile(const enum qkind k, const bool pk, const int nc, int64_t n
                             _mm256_set1_epi8((char)0x80)));
         }
         for (int j = 0; j < cnt; j++) {
-            __m512i dm, q[8];
+            __m512i dm = _mm512_setzero_si512(), q[8];
+            __m512 dw, mw = _mm512_setzero_ps();
             if (pk) { /* w: the panel, read in sequence */
                 if (nc <= 2) /* decode: the streams PK_PF bytes ahead (across pages) */
                     for (size_t o = 0; o < pk_qs(k); o += 64)
                         _mm_prefetch((const char *)w + (size_t)(b0 + j) * pk_qs(k) + o + PK_PF,
                                      _MM_HINT_T0);
-                dm = dm_packed(k, w, nb, b0 + j);
+                if (has_m(k)) {
+                    dm = dm_packed(k, w, nb, b0 + j);
+                    dw = f16_lo(dm);
+                } else {
+                    dw = d_packed(k, w, nb, b0 + j);
+                    /* Q4_0 signed quants come as 16·w: (d_w/16·d_a)·(16·isum)
+                     * is (d_w·d_a)·isum exactly (powers of 2, all normal) */
+                    if (k == K_Q4_0 && offs) dw = _mm512_mul_ps(dw, _mm512_set1_ps(0.0625f));
+                }
                 quants_packed(k, offs, w, nb, b0 + j, q);
             } else {
                 const uint8_t *p = (const uint8_t *)w + (size_t)(b0 + j) * wb;
@@ -453,8 +486,8 @@ X86_INLINE void qtile(const enum qkind k, const bool pk, const int nc, int64_t n
                         _mm_prefetch((const char *)p + ro[r] + QMR * w_stride, _MM_HINT_T1);
                 dm = _mm512_i32gather_epi32(roff, p, 1); /* d, and m for Q4_1/Q5_1 */
                 quants_rows(k, offs, p, ro, roff, q);
+                dw = f16_lo(dm);
             }
-            __m512 dw = f16_lo(dm), mw = _mm512_setzero_ps();
             if (has_m(k)) mw = f16_lo(_mm512_srli_epi32(dm, 16));
             __m512i corr = _mm512_setzero_si512();
             if (offs) {
@@ -483,14 +516,24 @@ X86_INLINE void qtile(const enum qkind k, const bool pk, const int nc, int64_t n
                     a[i] = offs ? xd.q[c0 + i][j] : xc[c0 + i] + (size_t)(b0 + j) * xb + x_qs(k);
                     t[i] = acorr ? _mm512_set1_epi32(xd.corr[c0 + i][j]) : corr;
                 }
+                __m512i u[CG];
 #pragma GCC unroll 8
-                for (int g = 0; g < 8; g++)
+                for (int i = 0; i < cg; i++)
+                    u[i] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                for (int g = 0; g < 4; g++)
 #pragma GCC unroll 8
                     for (int i = 0; i < cg; i++) {
                         __m512i av = _mm512_set1_epi32((int)x86_ld32(a[i] + 4 * g));
+                        __m512i bv = _mm512_set1_epi32((int)x86_ld32(a[i] + 4 * g + 16));
                         t[i] = offs ? _mm512_dpbusd_epi32(t[i], av, q[g])
                                     : _mm512_dpbusd_epi32(t[i], q[g], av);
+                        u[i] = offs ? _mm512_dpbusd_epi32(u[i], bv, q[g + 4])
+                                    : _mm512_dpbusd_epi32(u[i], q[g + 4], bv);
                     }
+#pragma GCC unroll 8
+                for (int i = 0; i < cg; i++)
+                    t[i] = _mm512_add_epi32(t[i], u[i]);
 #pragma GCC unroll 8
                 for (int i = 0; i < cg; i++) {
                     /* sum += (d_w·d_a)·isum [+ m_w·s_a], in that order */
