@@ -1,7 +1,6 @@
 # The two quick-start commands (README): `make run` and `make test`.
 BUILD ?= build
 MODEL ?= models/stories260K.gguf
-PROMPT ?= Once upon a time
 
 .PHONY: all deps build run test clean
 
@@ -16,9 +15,10 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-# hearth's main job on the bundled default model (the daemon, once it exists).
+# hearth's main job: the daemon, in the foreground, serving the bundled model.
+# Try `./build/cli/hearth ask "Once upon a time"` in a second terminal.
 run: build
-	./$(BUILD)/cli/hearth generate -m $(MODEL) -p "$(PROMPT)" -n 200
+	./$(BUILD)/hearthd --foreground --model $(MODEL)
 
 test: deps
 	sh scripts/run-tests.sh
