@@ -22,6 +22,10 @@ int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+/* cmd_client.c: clients of a running hearthd */
+int cmd_ask(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 /* Prints "hearth: error: <message>" and exits with `status`. */
 _Noreturn void cli_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

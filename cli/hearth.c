@@ -37,6 +37,18 @@ static const struct command {
      "quantize IN OUT TYPE [-t THREADS]\n"
      "      convert an F32/F16/BF16 model to TYPE as llama-quantize does: f32 f16 bf16 q8_0\n"
      "      q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k"},
+    {"ask", cmd_ask,
+     "ask [--socket PATH] [--session S] [-n|--max-tokens N] [--temp T] [--seed S] [--raw] [-v]\n"
+     "           QUESTION...\n"
+     "      ask the running hearthd; the answer streams to stdout (--raw: QUESTION is a\n"
+     "      prompt to continue, without the chat template; -v: token counts on stderr)"},
+    {"chat", cmd_chat,
+     "chat [--socket PATH] [--session S] [--system TEXT] [-n N] [--temp T] [--seed S] [-v]\n"
+     "      talk with the running hearthd, one line per turn (/reset starts over, /exit\n"
+     "      quits; Ctrl-C stops an answer)"},
+    {"status", cmd_status,
+     "status [--socket PATH] [--json]\n"
+     "      what the running hearthd serves: model, uptime, requests, sessions, tokens"},
 };
 
 static void usage(FILE *f)
