@@ -401,6 +401,25 @@ static int repack_weights(struct hr_model *m)
     return 0;
 }
 
+/* tokenizer.chat_template as a C string (hr_model_chat_template); a NUL
+ * inside would silently cut the template, so it makes the file invalid. */
+static int load_chat_template(struct hr_model *m, struct hr_err *err)
+{
+    struct gguf_str s;
+    int rc = gguf_get_str(m->gguf, "tokenizer.chat_template", &s, err);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (memchr(s.ptr, 0, s.len))
+        return hr_err_set(err, -EINVAL, -1, "tokenizer.chat_template contains a NUL byte");
+    if (!(m->chat_template = malloc(s.len + 1)))
+        return -ENOMEM;
+    memcpy(m->chat_template, s.ptr, s.len);
+    m->chat_template[s.len] = '\0';
+    return 0;
+}
+
 int hr_model_load(const char *path, const struct hr_model_params *params, struct hr_model **out,
                   struct hr_err *err)
 {
@@ -439,7 +458,7 @@ int hr_model_load(const char *path, const struct hr_model_params *params, struct
         }
     }
 
-    if ((rc = vocab_load(m->gguf, &m->vocab, err)) < 0)
+    if ((rc = vocab_load(m->gguf, &m->vocab, err)) < 0 || (rc = load_chat_template(m, err)) < 0)
         goto fail;
     if (!m->vocab_only) {
         if ((rc = load_hparams(&ld)) < 0 || (rc = load_weights(&ld)) < 0 ||
@@ -473,6 +492,7 @@ void hr_model_free(struct hr_model *m)
     free(m->owned);
     free(m->layers);
     vocab_free(m->vocab);
+    free(m->chat_template);
     gguf_free(m->gguf);
     free(m);
 }

@@ -78,6 +78,8 @@ struct hr_model {
 
     float **owned; /* every f32 copy above, freed with the model */
     size_t n_owned;
+
+    char *chat_template; /* tokenizer.chat_template, NUL-terminated copy, or NULL */
 };
 
 #endif

@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#define HR_API_VERSION 1
+#define HR_API_VERSION 2
 
 /* ---- errors --------------------------------------------------------------- */
 
@@ -172,6 +172,60 @@ void hr_sampler_free(struct hr_sampler *s);
 int32_t hr_sampler_sample(struct hr_sampler *s, const float *logits);
 /* Records a token of the sequence (prompt or generated) for the penalties. */
 void hr_sampler_accept(struct hr_sampler *s, int32_t token);
+
+/* ---- chat templates ---------------------------------------------------------- */
+
+/* Chat requests become the prompt text through the model's own chat template:
+ * the Jinja2 source GGUF files carry in tokenizer.chat_template, rendered as
+ * Hugging Face transformers renders it (jinja2 with trim_blocks and
+ * lstrip_blocks, tojson = json.dumps(ensure_ascii=False), raise_exception,
+ * strftime_now), byte for byte. Rendering is bounded in output size (64 MiB),
+ * memory, steps and nesting, so no template or request can hang or crash it. */
+
+struct hr_chat_opts {
+    bool add_generation_prompt;        /* end with the opening of an assistant turn */
+    const char *bos_token, *eos_token; /* printed by some templates; NULL = "" */
+    int64_t now;            /* unix time for strftime_now and date_string, formatted in
+                               the local time zone (0 = time(NULL)) */
+    const char *extra_json; /* optional JSON object of extra template variables
+                               (e.g. {"enable_thinking": false}); NULL = none */
+};
+
+/* Renders `messages_json` (a JSON array of OpenAI-style messages: role,
+ * content — a string, null, or an array of {"type": "text", "text": ...}
+ * parts, joined with "\n" —, tool_calls with function.name/arguments (an
+ * object or a JSON string), tool_call_id, name) and `tools_json` (a JSON
+ * array of OpenAI tool definitions, or NULL: the template sees no `tools`)
+ * with the Jinja template `tmpl`. `opts` may be NULL (all zero).
+ *
+ * The template sees: messages, tools, add_generation_prompt, bos_token,
+ * eos_token, date_string (`now` as "26 Nov 2026", which Llama 3 templates
+ * print), then the extra_json variables, which may override bos_token,
+ * eos_token and date_string but not the first three. As llama.cpp does, the
+ * messages are adapted to what the template can render, found by rendering
+ * probe conversations: a template that cannot show a system message (its
+ * output lacks it, or it raises) gets the system text prepended to the next
+ * user message ("system\nuser"); one that prints tool-call arguments only
+ * when they are an object gets JSON-string arguments parsed. A leading
+ * bos_token is removed from the result, since tokenizing adds the BOS.
+ *
+ * tmpl NULL (a model without a template, e.g. a base model): the non-empty
+ * message contents joined by "\n\n", without role markers, and nothing for
+ * the generation prompt; tools are ignored.
+ *
+ * On success *out is owned (free()), NUL-terminated. Errors: -EINVAL with
+ * err->msg naming the problem (bad JSON or a malformed message, with the
+ * JSON's line:column; a template syntax error, unknown filter or test, or
+ * unsupported construct, as "template:LINE:COL: ..." with err->line/column
+ * set; a runtime error such as an undefined variable used as a value; a
+ * raise_exception, as "template:LINE:COL: raise_exception: <its message>"),
+ * -E2BIG (a rendering limit was hit), -ENOMEM. */
+int hr_chat_render(const char *tmpl, const char *messages_json, const char *tools_json,
+                   const struct hr_chat_opts *opts, char **out, struct hr_err *err);
+
+/* The model's tokenizer.chat_template, or NULL if it has none. Borrowed,
+ * valid while the model lives. */
+const char *hr_model_chat_template(const struct hr_model *model);
 
 #ifdef __cplusplus
 }
