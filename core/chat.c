@@ -23,6 +23,31 @@
 #include <string.h>
 #include <time.h>
 
+/* Nesting depth of a JSON value (jansson parses at most 2048 levels). */
+static int json_depth(const json_t *j)
+{
+    int d = 0;
+    if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            int k = json_depth(json_array_get(j, i));
+            d = k > d ? k : d;
+        }
+    } else if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v)
+        {
+            int n = json_depth(v);
+            d = n > d ? n : d;
+        }
+    } else {
+        return 0;
+    }
+    return d + 1;
+}
+
+#define MAX_JSON_DEPTH 128 /* requests are a few levels deep; templates walk values recursively */
+
 /* A JSON input: parsed, or an error naming it and jansson's line:column. */
 static int load_json(const char *what, const char *text, json_t **out, struct hr_err *err)
 {
@@ -36,6 +61,11 @@ static int load_json(const char *what, const char *text, json_t **out, struct hr
             err->column = je.column;
         }
         return rc;
+    }
+    if (json_depth(j) > MAX_JSON_DEPTH) {
+        json_decref(j);
+        return hr_err_set(err, -EINVAL, -1, "%s: nested more than %d levels deep", what,
+                          MAX_JSON_DEPTH);
     }
     *out = j;
     return 0;

@@ -2,8 +2,9 @@
  * jinja_impl.h — internals shared by the files of the Jinja interpreter:
  * jinja_value.c (arena, values, Python str()/repr()/json.dumps), jinja_lex.c
  * (source → tokens), jinja_parse.c (tokens → AST), jinja_eval.c (the
- * evaluator) and jinja_builtins.c / jinja_methods.c (filters, tests, global
- * functions, str/dict methods).
+ * evaluator), jinja_ops.c (operators, attribute and item access),
+ * jinja_filters.c (filters), jinja_builtins.c (tests, global functions) and
+ * jinja_methods.c (str/dict methods, string operations).
  *
  * Memory and errors. Everything a parse or a render allocates comes from
  * one arena (struct jarena) that is freed as a whole, and every error
@@ -149,7 +150,7 @@ void jd_set(struct jctx *c, struct jdict *d, const struct jstr *k, struct jv v);
 struct jv jv_from_json(struct jctx *c, const json_t *j);
 
 bool jv_truthy(struct jv v);
-bool jv_equal(struct jv a, struct jv b);
+bool jv_equal(struct jctx *c, struct jv a, struct jv b); /* fails past 512 levels */
 /* Python's type name ('str', 'NoneType', ...). */
 const char *jv_type_name(struct jv v);
 /* The number of a JV_INT/JV_BOOL/JV_FLOAT as a double. */
@@ -309,6 +310,10 @@ struct jargs {
 
 /* Argument `i` (positional) or keyword `kw` (NULL: none); NULL if absent. */
 struct jv *ja_get(const struct jargs *a, uint32_t i, const char *kw);
+/* An integer argument (absent or None: dflt), a string one (absent or None:
+ * NULL); any other type fails, naming `what`. */
+int64_t ja_int(struct jstate *st, uint32_t pos, const struct jv *v, int64_t dflt, const char *what);
+const struct jstr *ja_str(struct jstate *st, uint32_t pos, const struct jv *v, const char *what);
 /* Fails unless there are at most max_pos positional arguments and every
  * keyword is one of kws (NULL-terminated list, may be NULL). */
 void ja_check(struct jstate *st, uint32_t pos, const struct jargs *a, uint32_t max_pos,
@@ -360,6 +365,8 @@ struct jloop {
 void jinja_step(struct jstate *st, uint32_t pos, uint64_t n); /* charges n steps */
 struct jv jinja_getattr(struct jstate *st, uint32_t pos, struct jv obj, const struct jstr *name);
 struct jv jinja_getitem(struct jstate *st, uint32_t pos, struct jv obj, struct jv key);
+/* obj[start:stop:step]; sv[k] None or Undefined: omitted. */
+struct jv jinja_slice(struct jstate *st, uint32_t pos, struct jv obj, const struct jv sv[3]);
 struct jv jinja_call(struct jstate *st, uint32_t pos, struct jv fn, const struct jargs *a);
 /* Items of an iterable as a list (dict: keys; str: characters; Undefined:
  * empty); fails for anything else. */

@@ -12,8 +12,8 @@
  *
  * Inside a tag, `}}` and `%}` only end it outside brackets, so dict
  * literals work. String literals are decoded as Python's unicode-escape
- * codec decodes them, which is what jinja2 does. The source has already had
- * its newlines normalized to "\n" (jinja_parse).
+ * codec decodes them, which is what jinja2 does. jinja_parse, at the end,
+ * normalizes the source (newlines, the trailing one) before lexing it.
  */
 #include "jinja_impl.h"
 
@@ -441,4 +441,63 @@ struct jtok *jinja_lex(struct jctx *c, const char *src, size_t len, size_t *n_to
     push(&lx, JT_EOF, lx.n);
     *n_tok = lx.ntok;
     return lx.tok;
+}
+
+/* ---- entry ------------------------------------------------------------------------------ */
+
+int jinja_parse(const char *src, size_t len, struct jinja_tmpl **out, struct hr_err *err)
+{
+    hr_err_clear(err);
+    if (len >= UINT32_MAX / 2)
+        return hr_err_set(err, -E2BIG, -1, "template: longer than 2 GiB");
+    struct jinja_tmpl *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    t->c.err = err;
+    t->c.arena.limit = (size_t)64 << 20;
+    if (len > t->c.arena.limit / 16)
+        t->c.arena.limit = len * 16;
+    if (setjmp(t->c.jb)) {
+        int rc = t->c.rc;
+        jinja_tmpl_free(t);
+        return rc;
+    }
+    size_t bad;
+    if (!u8_valid(src, len, &bad)) {
+        t->c.src = src;
+        t->c.src_len = len;
+        jx_fail(&t->c, -EINVAL, (uint32_t)bad, "invalid UTF-8");
+    }
+    /* jinja2 normalizes \r\n and \r to \n and drops one trailing newline
+     * (keep_trailing_newline=False) */
+    char *s = jx_alloc(&t->c, len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (src[i] == '\r') {
+            s[n++] = '\n';
+            if (i + 1 < len && src[i + 1] == '\n')
+                i++;
+        } else {
+            s[n++] = src[i];
+        }
+    }
+    if (n && s[n - 1] == '\n')
+        n--;
+    s[n] = '\0';
+    t->c.src = s;
+    t->c.src_len = n;
+    size_t n_tok;
+    struct jtok *tok = jinja_lex(&t->c, s, n, &n_tok);
+    t->root = jinja_parse_tokens(&t->c, tok, n_tok);
+    t->c.err = NULL; /* the render has its own */
+    *out = t;
+    return 0;
+}
+
+void jinja_tmpl_free(struct jinja_tmpl *t)
+{
+    if (!t)
+        return;
+    jarena_free(&t->c.arena);
+    free(t);
 }

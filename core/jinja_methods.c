@@ -444,7 +444,8 @@ const struct jstr *jinja_percent(struct jstate *st, uint32_t pos, const struct j
     }
     /* as CPython: a list or dict argument is taken as a mapping, whose
      * unused items are not an error */
-    if (args.t != JV_DICT && !(args.t == JV_LIST && !args.l->tuple) && used < nvals)
+    if (args.t != JV_DICT && args.t != JV_UNDEF && !(args.t == JV_LIST && !args.l->tuple) &&
+        used < nvals)
         jx_fail(&st->c, -EINVAL, pos, "not all arguments converted during string formatting");
     return sb_str(&b);
 }
@@ -851,7 +852,7 @@ struct jv jinja_call_method(struct jstate *st, uint32_t pos, const struct jfunc 
             jx_fail(&st->c, -EINVAL, pos, "%s takes exactly one argument", name);
         int64_t n = 0;
         for (size_t i = 0; i < self.l->n; i++) {
-            if (!jv_equal(self.l->v[i], *x))
+            if (!jv_equal(&st->c, self.l->v[i], *x))
                 continue;
             if (m == M_LIST_INDEX)
                 return jv_int((int64_t)i);

@@ -278,8 +278,12 @@ double jv_num(struct jv v)
     return v.t == JV_FLOAT ? v.f : v.t == JV_BOOL ? (double)v.b : (double)v.i;
 }
 
-bool jv_equal(struct jv a, struct jv b)
+#define MAX_VALUE_DEPTH 512 /* bounds the stack of every walk over a value */
+
+static bool eq_at(struct jctx *c, struct jv a, struct jv b, int depth)
 {
+    if (depth > MAX_VALUE_DEPTH)
+        jx_fail(c, -E2BIG, JPOS_NONE, "values nested more than %d levels deep", MAX_VALUE_DEPTH);
     if (jv_is_num(a) && jv_is_num(b)) {
         if (a.t != JV_FLOAT && b.t != JV_FLOAT)
             return (a.t == JV_BOOL ? a.b : a.i) == (b.t == JV_BOOL ? b.b : b.i);
@@ -299,7 +303,7 @@ bool jv_equal(struct jv a, struct jv b)
         if (a.l->tuple != b.l->tuple || a.l->view != b.l->view || a.l->n != b.l->n)
             return false;
         for (size_t i = 0; i < a.l->n; i++)
-            if (!jv_equal(a.l->v[i], b.l->v[i]))
+            if (!eq_at(c, a.l->v[i], b.l->v[i], depth + 1))
                 return false;
         return true;
     case JV_DICT:
@@ -307,7 +311,7 @@ bool jv_equal(struct jv a, struct jv b)
             return false;
         for (size_t i = 0; i < a.d->n; i++) {
             struct jv *o = jd_get(b.d, a.d->k[i]->s, a.d->k[i]->len);
-            if (!o || !jv_equal(a.d->v[i], *o))
+            if (!o || !eq_at(c, a.d->v[i], *o, depth + 1))
                 return false;
         }
         return true;
@@ -320,6 +324,11 @@ bool jv_equal(struct jv a, struct jv b)
     default:
         return false;
     }
+}
+
+bool jv_equal(struct jctx *c, struct jv a, struct jv b)
+{
+    return eq_at(c, a, b, 0);
 }
 
 const char *jv_type_name(struct jv v)
@@ -538,8 +547,8 @@ static void repr_dict_body(struct sbuf *b, const struct jdict *d, int depth)
 
 static void repr_at(struct sbuf *b, struct jv v, bool top, int depth)
 {
-    if (depth > 4096)
-        jx_fail(b->c, -E2BIG, JPOS_NONE, "value nested too deeply to print");
+    if (depth > MAX_VALUE_DEPTH)
+        jx_fail(b->c, -E2BIG, JPOS_NONE, "value nested more than %d levels deep", MAX_VALUE_DEPTH);
     char num[32];
     switch (v.t) {
     case JV_UNDEF:
@@ -668,8 +677,8 @@ static void json_newline(struct sbuf *b, const struct json_opts *o, int level)
 static int json_at(struct sbuf *b, struct jv v, const struct json_opts *o, int level,
                    struct jv *bad)
 {
-    if (level > 4096)
-        jx_fail(b->c, -E2BIG, JPOS_NONE, "value nested too deeply for tojson");
+    if (level > MAX_VALUE_DEPTH)
+        jx_fail(b->c, -E2BIG, JPOS_NONE, "value nested more than %d levels deep", MAX_VALUE_DEPTH);
     const char *isep = o->item_sep ? o->item_sep : o->indent >= 0 ? "," : ", ";
     const char *ksep = o->key_sep ? o->key_sep : ": ";
     char num[32];

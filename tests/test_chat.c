@@ -438,6 +438,29 @@ Test(chat, runaway_templates_hit_the_limits)
                 -E2BIG, "");
 }
 
+Test(chat, deep_values_are_refused)
+{
+    /* built by a loop, a list nested 100000 deep cannot be walked without
+     * a bound: comparing, printing or serializing it fails cleanly */
+    static const char *const uses[] = {"{{ ns.x == ns.x }}", "{{ ns.x }}", "{{ ns.x|tojson }}",
+                                       "{{ ns.x < ns.x }}"};
+    for (size_t i = 0; i < sizeof uses / sizeof uses[0]; i++) {
+        char *t = build("{% set ns = namespace(x=1) %}{% for i in range(100000) %}"
+                        "{% set ns.x = [ns.x] %}{% endfor %}", "", 0, uses[i]);
+        expect_fail(t, -E2BIG, "nested more than 512 levels");
+        free(t);
+    }
+    expect_fail("{% set ns = namespace() %}{% set ns.a = ns %}{{ ns }}", -E2BIG, "nested");
+    char *out;
+    struct hr_err err;
+    char *deep = build("[{\"role\": \"user\", \"content\": \"x\", \"x\": ", "[", 200, "");
+    char *msgs = build(deep, "]", 200, "}]");
+    cr_expect_eq(render("x", msgs, NULL, NULL, &out, &err), -EINVAL);
+    cr_expect(strstr(err.msg, "messages: nested more than 128 levels") != NULL, "%s", err.msg);
+    free(deep);
+    free(msgs);
+}
+
 Test(chat, small_limits)
 {
     struct jinja_limits lim = {.max_output = 100, .max_memory = 1 << 20, .max_steps = 1000,
