@@ -43,7 +43,8 @@ struct jinja_tmpl;
 /* Parses `len` bytes of template source. On success *out is owned (free with
  * jinja_tmpl_free). Errors: -EINVAL with err->msg "template:LINE:COL: ..."
  * and err->line/column/offset set (syntax errors, unknown filters and tests,
- * unsupported tags, invalid UTF-8, nesting deeper than 100), -ENOMEM. */
+ * unsupported tags, invalid UTF-8, nesting deeper than 100), -E2BIG (source
+ * longer than 16 MiB), -ENOMEM. */
 int jinja_parse(const char *src, size_t len, struct jinja_tmpl **out, struct hr_err *err);
 void jinja_tmpl_free(struct jinja_tmpl *t);
 

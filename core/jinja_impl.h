@@ -33,6 +33,7 @@
 
 #define JPOS_NONE UINT32_MAX
 #define JINJA_MAX_PARSE_DEPTH 100
+#define JINJA_MAX_TEMPLATE (16 << 20) /* bytes of template source (real ones: < 100 KiB) */
 
 /* ---- arena and errors ------------------------------------------------------ */
 
@@ -106,6 +107,9 @@ struct jloop;
 
 struct jv {
     enum jv_type t;
+    /* JV_UNDEF from a missed attribute or list index: the type of the object
+     * it was looked up on + 1 (uname: the attribute, NULL for an index) */
+    uint32_t owner;
     union {
         bool b;
         int64_t i;
@@ -120,6 +124,11 @@ struct jv {
 };
 
 static inline struct jv jv_undef(const char *name) { return (struct jv){.t = JV_UNDEF, .uname = name}; }
+/* "'dict object' has no attribute 'name'" when used */
+static inline struct jv jv_undef_attr(struct jv obj, const char *name)
+{
+    return (struct jv){.t = JV_UNDEF, .owner = (uint32_t)obj.t + 1, .uname = name};
+}
 static inline struct jv jv_none(void) { return (struct jv){.t = JV_NONE}; }
 static inline struct jv jv_bool(bool b) { return (struct jv){.t = JV_BOOL, .b = b}; }
 static inline struct jv jv_int(int64_t i) { return (struct jv){.t = JV_INT, .i = i}; }

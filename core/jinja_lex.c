@@ -448,8 +448,8 @@ struct jtok *jinja_lex(struct jctx *c, const char *src, size_t len, size_t *n_to
 int jinja_parse(const char *src, size_t len, struct jinja_tmpl **out, struct hr_err *err)
 {
     hr_err_clear(err);
-    if (len >= UINT32_MAX / 2)
-        return hr_err_set(err, -E2BIG, -1, "template: longer than 2 GiB");
+    if (len > JINJA_MAX_TEMPLATE)
+        return hr_err_set(err, -E2BIG, -1, "template: longer than %d MiB", JINJA_MAX_TEMPLATE >> 20);
     struct jinja_tmpl *t = calloc(1, sizeof *t);
     if (!t)
         return -ENOMEM;

@@ -18,6 +18,16 @@ void jinja_need_defined(struct jstate *st, uint32_t pos, struct jv v)
 {
     if (v.t != JV_UNDEF)
         return;
+    if (v.owner && v.uname) {
+        struct jv o = {.t = (enum jv_type)(v.owner - 1)};
+        struct jlist l = {0};
+        if (o.t == JV_LIST)
+            o.l = &l; /* jv_type_name looks at the list's flags */
+        jx_fail(&st->c, -EINVAL, pos, "'%s object' has no attribute '%.100s'", jv_type_name(o),
+                v.uname);
+    }
+    if (v.owner)
+        jx_fail(&st->c, -EINVAL, pos, "list index out of range");
     if (v.uname)
         jx_fail(&st->c, -EINVAL, pos, "'%.100s' is undefined", v.uname);
     jx_fail(&st->c, -EINVAL, pos, "use of an undefined value");
@@ -30,6 +40,8 @@ struct jv jinja_getattr(struct jstate *st, uint32_t pos, struct jv obj, const st
     struct jv m;
     switch (obj.t) {
     case JV_UNDEF:
+        if (obj.owner)
+            jinja_need_defined(st, pos, obj); /* "'dict object' has no attribute ..." */
         if (obj.uname)
             jx_fail(&st->c, -EINVAL, pos, "'%.100s' is undefined (reading its attribute '%.100s')",
                     obj.uname, name->s);
@@ -39,20 +51,20 @@ struct jv jinja_getattr(struct jstate *st, uint32_t pos, struct jv obj, const st
             return m;
         jinja_step(st, pos, obj.d->n / 16);
         struct jv *v = jd_get(obj.d, name->s, name->len);
-        return v ? *v : jv_undef(name->s);
+        return v ? *v : jv_undef_attr(obj, name->s);
     }
     case JV_NS: {
         struct jv *v = jd_get(obj.d, name->s, name->len);
-        return v ? *v : jv_undef(name->s);
+        return v ? *v : jv_undef_attr(obj, name->s);
     }
     case JV_STR:
     case JV_LIST:
     case JV_LOOP:
         if (jinja_method(st, obj, name, &m))
             return m;
-        return jv_undef(name->s);
+        return jv_undef_attr(obj, name->s);
     default:
-        return jv_undef(name->s);
+        return jv_undef_attr(obj, name->s);
     }
 }
 
@@ -87,7 +99,7 @@ struct jv jinja_getitem(struct jstate *st, uint32_t pos, struct jv obj, struct j
             int64_t n = (int64_t)obj.l->n;
             if (i < 0)
                 i += n;
-            return i >= 0 && i < n ? obj.l->v[i] : jv_undef(NULL);
+            return i >= 0 && i < n ? obj.l->v[i] : jv_undef_attr(obj, NULL);
         }
         if (key.t == JV_STR)
             return jinja_getattr(st, pos, obj, key.s);

@@ -358,7 +358,7 @@ Test(chat, unsupported_constructs_are_named)
     expect_fail("{% extends 'base' %}", -EINVAL, "unsupported tag 'extends'");
     expect_fail("{% for x in y recursive %}{% endfor %}", -EINVAL, "unsupported: recursive");
     expect_fail("{{ f(*args) }}", -EINVAL, "unsupported: *args");
-    expect_fail("{{ 'x'.format_map({}) }}", -EINVAL, "'format_map' is undefined");
+    expect_fail("{{ 'x'.format_map({}) }}", -EINVAL, "'str object' has no attribute 'format_map'");
 }
 
 Test(chat, runtime_errors)
@@ -366,6 +366,9 @@ Test(chat, runtime_errors)
     expect_fail("{{ raise_exception('No ' ~ 'way') }}", -EINVAL, "template:1:4: raise_exception: No way");
     expect_fail("{{ 1 + 'a' }}", -EINVAL, "unsupported operand types for +: 'int' and 'str'");
     expect_fail("{{ foo.bar }}", -EINVAL, "'foo' is undefined");
+    expect_fail("{{ messages[0].nope.x }}", -EINVAL, "'dict object' has no attribute 'nope'");
+    expect_fail("{{ messages[1].role }}", -EINVAL, "list index out of range");
+    expect_fail("{{ messages[0].content.nope() }}", -EINVAL, "'str object' has no attribute 'nope'");
     expect_fail("{{ foo + 1 }}", -EINVAL, "'foo' is undefined");
     expect_fail("{% for x in none %}{% endfor %}", -EINVAL, "'NoneType' object is not iterable");
     expect_fail("{{ 1 // 0 }}", -EINVAL, "division or modulo by zero");
