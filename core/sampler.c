@@ -29,10 +29,23 @@
  * Invariant used by the sorts: while the candidates are not sorted they are in
  * ascending id order (only stable filters run on unsorted candidates).
  *
+ * Grammar (hr_sampler_set_grammar; core/grammar.c). With a grammar
+ * attached, a grammar stage follows min-p: it keeps the candidates the
+ * grammar allows, in their order (a stable filter, so the invariants above
+ * hold). The other stages have usually left a few dozen candidates, so this
+ * is cheap; when many are left (filters off), one pass over the whole
+ * vocabulary computes the mask instead of checking tokens one by one. When no
+ * candidate is allowed, the chain runs again from the logits on the allowed
+ * tokens only (as llama.cpp's grammar-first resampling does), so the pick is
+ * always allowed. Without a grammar nothing of this runs and the results are
+ * the same bits as before.
+ *
  * Memory: every buffer is allocated in hr_sampler_new; sampling and accepting
- * allocate nothing.
+ * allocate nothing (the grammar has buffers of its own).
  */
 #include <hearth/hearth.h>
+
+#include "grammar.h"
 
 #include <errno.h>
 #include <float.h>
@@ -219,7 +232,14 @@ struct hr_sampler {
     int32_t ring_head, ring_len;
 
     struct mt19937 rng;
+
+    struct hr_grammar *grammar; /* borrowed; NULL: unconstrained */
 };
+
+/* Above this many candidates the grammar stage asks for the whole
+ * vocabulary's mask (one sorted walk over all token texts) rather than
+ * checking each candidate on its own. */
+#define GRAMMAR_MASK_MIN 2048
 
 void hr_sampler_defaults(struct hr_sampler_params *p, uint64_t seed)
 {
@@ -314,18 +334,18 @@ void hr_sampler_accept(struct hr_sampler *s, int32_t token)
     s->ring_head = (s->ring_head + 1) % cap;
 }
 
-/* llama_sampler_penalties_apply. Runs first, on the whole vocabulary in id
- * order, so cur[t].id == t. */
+/* llama_sampler_penalties_apply. Runs first, on the candidates in id order
+ * (the whole vocabulary, or the tokens a grammar allows). */
 static void stage_penalties(struct hr_sampler *s)
 {
     const float rep = s->par.repeat_penalty;
     const float freq = s->par.freq_penalty;
     const float pres = s->par.presence_penalty;
-    for (int32_t t = 0; t < s->n_vocab; t++) {
-        int32_t c = s->count[t];
+    for (size_t i = 0; i < s->n; i++) {
+        int32_t c = s->count[s->cur[i].id];
         if (c <= 0)
             continue;
-        float l = s->cur[t].logit;
+        float l = s->cur[i].logit;
         /* divide positive logits, multiply the others, so the penalty always
          * lowers the logit */
         if (l <= 0)
@@ -333,7 +353,7 @@ static void stage_penalties(struct hr_sampler *s)
         else
             l /= rep;
         l -= (float)c * freq + 1.0f * pres;
-        s->cur[t].logit = l;
+        s->cur[i].logit = l;
     }
     s->sorted = false;
 }
@@ -473,14 +493,10 @@ static int32_t stage_dist(struct hr_sampler *s)
     return c[s->n - 1].id; /* only reachable with NaN logits */
 }
 
-/* The candidate filter stages, shared by hr_sampler_sample and the test hook. */
-static void filter(struct hr_sampler *s, const float *logits)
+/* The filter stages on cur[0..n) in id order. */
+static void stages(struct hr_sampler *s)
 {
-    for (int32_t t = 0; t < s->n_vocab; t++)
-        s->cur[t] = (struct cand){.id = t, .logit = logits[t], .p = 0.0f};
-    s->n = (size_t)s->n_vocab;
     s->sorted = false;
-
     if (s->penalties)
         stage_penalties(s);
     if (s->par.top_k > 0)
@@ -491,11 +507,70 @@ static void filter(struct hr_sampler *s, const float *logits)
         stage_min_p(s);
 }
 
+/* The candidate filter stages, shared by hr_sampler_sample and the test hook. */
+static void filter(struct hr_sampler *s, const float *logits)
+{
+    for (int32_t t = 0; t < s->n_vocab; t++)
+        s->cur[t] = (struct cand){.id = t, .logit = logits[t], .p = 0.0f};
+    s->n = (size_t)s->n_vocab;
+    stages(s);
+}
+
+/* Keeps the candidates the grammar allows, in order. */
+static int stage_grammar(struct hr_sampler *s)
+{
+    struct hr_grammar *g = s->grammar;
+    const int32_t gn = grammar_n_vocab(g);
+    size_t m = 0;
+    if (gn == 0)
+        return -EINVAL; /* made without a vocabulary */
+    if (s->n > GRAMMAR_MASK_MIN) {
+        const uint8_t *mask = grammar_mask(g);
+        if (!mask)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->n; i++)
+            if (s->cur[i].id < gn && mask[s->cur[i].id])
+                s->cur[m++] = s->cur[i];
+    } else {
+        for (size_t i = 0; i < s->n; i++)
+            if (grammar_allows(g, s->cur[i].id))
+                s->cur[m++] = s->cur[i];
+    }
+    s->n = m;
+    return 0;
+}
+
+/* No candidate survived the grammar stage: the chain again, on the allowed
+ * tokens of the whole vocabulary. */
+static int grammar_first(struct hr_sampler *s, const float *logits)
+{
+    const uint8_t *mask = grammar_mask(s->grammar);
+    const int32_t gn = grammar_n_vocab(s->grammar);
+    if (!mask)
+        return -ENOMEM;
+    size_t n = 0;
+    for (int32_t t = 0; t < s->n_vocab && t < gn; t++)
+        if (mask[t])
+            s->cur[n++] = (struct cand){.id = t, .logit = logits[t], .p = 0.0f};
+    if (n == 0)
+        return -ENOENT;
+    s->n = n;
+    stages(s);
+    return 0;
+}
+
 int32_t hr_sampler_sample(struct hr_sampler *s, const float *logits)
 {
     if (!s || !logits)
         return -EINVAL;
     filter(s, logits);
+    if (s->grammar) {
+        int rc = stage_grammar(s);
+        if (rc == 0 && s->n == 0)
+            rc = grammar_first(s, logits);
+        if (rc < 0)
+            return rc;
+    }
 
     const float temp = s->par.temp;
     if (temp <= 0.0f) {
@@ -512,6 +587,25 @@ int32_t hr_sampler_sample(struct hr_sampler *s, const float *logits)
             s->cur[i].logit /= temp;
     }
     return stage_dist(s);
+}
+
+void hr_sampler_set_grammar(struct hr_sampler *s, struct hr_grammar *g)
+{
+    if (s)
+        s->grammar = g;
+}
+
+int hr_sampler_accept_generated(struct hr_sampler *s, int32_t token)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->grammar) {
+        int rc = hr_grammar_accept(s->grammar, token);
+        if (rc < 0)
+            return rc;
+    }
+    hr_sampler_accept(s, token);
+    return 0;
 }
 
 /* ---- test hooks --------------------------------------------------------------

@@ -227,6 +227,84 @@ int hr_chat_render(const char *tmpl, const char *messages_json, const char *tool
  * valid while the model lives. */
 const char *hr_model_chat_template(const struct hr_model *model);
 
+/* ---- grammar-constrained sampling --------------------------------------------- */
+
+/* A grammar restricts what the sampler may pick so that the generated text
+ * is a sentence of a GBNF grammar (llama.cpp's format; docs/grammar.md has
+ * the reference): JSON that fits a schema, a tool call, a fixed answer set.
+ * The grammar works on the text of the tokens, code point by code point, so
+ * it does not care how the model splits the text into tokens (a token may
+ * end inside a UTF-8 character). End-of-generation tokens are allowed only
+ * where the text may end; tokens that print nothing (control tokens) never.
+ *
+ * Typical use (one grammar per request; it is stateful):
+ *
+ *     hr_grammar_new(hr_model_vocab(model), gbnf, NULL, &g, &err);
+ *     hr_sampler_set_grammar(smp, g);      // after feeding the prompt
+ *     loop: t = hr_sampler_sample(smp, logits);      // only allowed tokens
+ *           hr_sampler_accept_generated(smp, t);     // advances g too
+ *           stop on an EOG token, or when hr_grammar_done(g)
+ *     hr_sampler_set_grammar(smp, NULL); hr_grammar_free(g);
+ *
+ * A grammar belongs to one thread at a time, like the sampler. */
+struct hr_grammar;
+
+/* Compiles GBNF text with start rule `root` (NULL: "root") for `vocab`'s
+ * tokens (borrowed: the model must outlive the grammar; NULL gives a grammar
+ * that only checks syntax and cannot be attached to a sampler). On success
+ * *out is owned (free with hr_grammar_free). Errors: -EINVAL with err->msg
+ * "LINE:COL: what" and err->line/column/offset set (a syntax error, bad
+ * escape, unbalanced parentheses, an undefined rule, a rule defined twice,
+ * left recursion — not supported), or "no rule named 'root'" without a
+ * position; -E2BIG (grammar past the size limits: 4 MiB of text, 2M elements
+ * after expanding repetitions, counts in {m,n} up to 10000, parentheses 200
+ * deep); -ENOMEM. */
+int hr_grammar_new(const struct hr_vocab *vocab, const char *gbnf, const char *root,
+                   struct hr_grammar **out, struct hr_err *err);
+void hr_grammar_free(struct hr_grammar *g);
+
+/* Converts a JSON Schema (text) to GBNF whose root rule matches exactly the
+ * JSON documents the schema describes (the subset in docs/grammar.md:
+ * object properties/required/additionalProperties, arrays with
+ * items/prefixItems/minItems/maxItems, strings with enum/const/minLength/
+ * maxLength/format date, time, date-time, uuid, integer minimum/maximum,
+ * number, boolean, null, enum, const, anyOf/oneOf/allOf of objects, type
+ * lists, $ref to #/$defs and #/definitions; {} or true: any JSON value).
+ * Whitespace between tokens is allowed but bounded, as llama.cpp does. On
+ * success *gbnf_out is owned (free()). Errors: -EINVAL with err->msg naming
+ * the schema path and the problem (malformed JSON with its line:column, an
+ * unsupported keyword such as "pattern", a bad $ref), -E2BIG (schema too
+ * large or deep), -ENOMEM. */
+int hr_grammar_from_json_schema(const char *schema_json, char **gbnf_out, struct hr_err *err);
+
+/* Feeds a token the grammar did not see through a sampler (e.g. text forced
+ * by the caller). 0, or -EINVAL when the grammar does not allow it (the
+ * grammar is then unchanged). An EOG token is accepted where the text may
+ * end and changes nothing. */
+int hr_grammar_accept(struct hr_grammar *g, int32_t token);
+
+/* The text so far is a complete sentence of the grammar and no character can
+ * follow it: generation should stop (only EOG tokens are allowed now). */
+bool hr_grammar_done(const struct hr_grammar *g);
+
+/* Attaches g to the sampler (borrowed: g must outlive the attachment; NULL
+ * detaches; one grammar per sampler, a new one replaces the old). From then
+ * on hr_sampler_sample returns only tokens g allows: the grammar filters the
+ * candidates left by the other stages (penalties, top-k, top-p, min-p —
+ * cheap: only those are checked), and when none of them is allowed, the
+ * chain runs again on the allowed tokens of the whole vocabulary. It returns
+ * -ENOENT when the grammar allows no token at all (e.g. the grammar is done
+ * and the vocabulary has no EOG token). A sampler without a grammar samples
+ * exactly as before. */
+void hr_sampler_set_grammar(struct hr_sampler *s, struct hr_grammar *g);
+
+/* Records a generated token: the penalties' history (as hr_sampler_accept)
+ * and, with a grammar attached, advances the grammar. Use this for sampled
+ * tokens and hr_sampler_accept for the prompt's, which the grammar must not
+ * see. 0, or -EINVAL when the attached grammar rejects the token (then
+ * nothing is recorded). */
+int hr_sampler_accept_generated(struct hr_sampler *s, int32_t token);
+
 #ifdef __cplusplus
 }
 #endif
