@@ -313,6 +313,211 @@ Test(match, json_documents)
         cr_assert(!matches(json_gbnf, bad[i]), "accepted: %s", bad[i]);
 }
 
+/* ---- JSON Schema → GBNF ---------------------------------------------------------------- */
+
+static char *schema_gbnf(const char *schema)
+{
+    char *g = NULL;
+    struct hr_err err;
+    int rc = hr_grammar_from_json_schema(schema, &g, &err);
+    cr_assert_eq(rc, 0, "schema refused (%d): %s\n%s", rc, err.msg, schema);
+    cr_assert_not_null(g);
+    return g;
+}
+
+/* Every good document matches the schema's grammar, no bad one does. */
+static void schema_case(const char *schema, const char *const *good, const char *const *bad)
+{
+    char *g = schema_gbnf(schema);
+    for (size_t i = 0; good[i]; i++)
+        cr_assert(matches(g, good[i]), "schema %s\nrejects %s\ngrammar:\n%s", schema, good[i], g);
+    for (size_t i = 0; bad[i]; i++)
+        cr_assert(!matches(g, bad[i]), "schema %s\naccepts %s\ngrammar:\n%s", schema, bad[i], g);
+    free(g);
+}
+
+static void schema_error(const char *schema, int rc_want, const char *what)
+{
+    char *g = NULL;
+    struct hr_err err;
+    int rc = hr_grammar_from_json_schema(schema, &g, &err);
+    cr_assert_eq(rc, rc_want, "%s: rc %d want %d (%s)", schema, rc, rc_want, err.msg);
+    cr_assert_null(g);
+    cr_assert(strstr(err.msg, what), "%s: message '%s' lacks '%s'", schema, err.msg, what);
+}
+
+#define L(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+Test(schema, object_required_optional_closed)
+{
+    schema_case("{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"},"
+                " \"age\": {\"type\": \"integer\"}, \"email\": {\"type\": \"string\"}},"
+                " \"required\": [\"age\", \"name\"], \"additionalProperties\": false}",
+                L("{\"name\":\"Al\",\"age\":30}", "{\"name\": \"Al\", \"age\": -3, \"email\": \"a@b\"}",
+                  "{\n  \"name\": \"\\u00e9\\n\",\n  \"age\": 0\n}"),
+                L("{\"name\":\"Al\"}", "{\"age\":30}", "{\"name\":\"Al\",\"age\":30,\"x\":1}",
+                  "{\"name\":\"Al\",\"age\":3.5}", "{\"name\":1,\"age\":3}",
+                  "{\"age\":30,\"name\":\"Al\"}", /* required keys come in "properties" order */
+                  "{\"name\":\"Al\",\"age\":30,}", "{\"name\":\"Al\",\"age\":30"));
+    /* no required keys: any subset, in order, no stray commas */
+    schema_case("{\"properties\": {\"a\": {\"type\": \"string\"}, \"b\": {\"type\": \"number\"},"
+                " \"c\": {\"type\": \"boolean\"}}}",
+                L("{}", "{\"b\": 1}", "{\"a\": \"x\", \"c\": true}", "{\"a\":\"\",\"b\":2e5,\"c\":false}",
+                  "{\"c\": false}"),
+                L("{,}", "{,\"b\":1}", "{\"b\":1,}", "{\"b\":1,\"a\":\"x\"}", "{\"d\":1}",
+                  "{\"a\":\"x\",\"a\":\"y\"}"));
+}
+
+Test(schema, additional_properties)
+{
+    /* true: other keys with any value, but not the declared names again */
+    schema_case("{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"},"
+                " \"größe\": {\"type\": \"number\"}}, \"required\": [\"name\"],"
+                " \"additionalProperties\": true}",
+                L("{\"name\":\"x\"}", "{\"name\":\"x\",\"extra\":[1,{\"a\":null}]}",
+                  "{\"name\":\"x\",\"nam\":1}", "{\"name\":\"x\",\"names\":1,\"n\":2}",
+                  "{\"name\":\"x\",\"größe\":1,\"größer\":2,\"\":3}"),
+                L("{\"name\":\"x\",\"name\":1}", "{\"name\":\"x\",\"größe\":1,\"größe\":2}",
+                  "{\"extra\":1}"));
+    /* a schema: the values of other keys follow it */
+    schema_case("{\"type\": \"object\", \"additionalProperties\": {\"type\": \"integer\"}}",
+                L("{}", "{\"a\": 1, \"b\": 2}"), L("{\"a\": \"x\"}", "{\"a\": 1,}"));
+    /* no properties, nothing said: any object */
+    schema_case("{\"type\": \"object\"}", L("{}", "{\"a\": [true]}"), L("[]", "{\"a\"}"));
+    /* a key that needs escaping */
+    schema_case("{\"properties\": {\"a\\\"b\": {\"const\": 1}}, \"required\": [\"a\\\"b\"]}",
+                L("{\"a\\\"b\": 1}"), L("{\"a\\\"b\": 2}", "{\"ab\": 1}"));
+}
+
+Test(schema, arrays)
+{
+    schema_case("{\"type\": \"array\", \"items\": {\"type\": \"integer\"}, \"minItems\": 1,"
+                " \"maxItems\": 3}",
+                L("[1]", "[1, 2, 3]", "[ -4 ,5]"), L("[]", "[1,2,3,4]", "[1.5]", "[1,]"));
+    schema_case("{\"type\": \"array\", \"items\": {\"type\": \"string\"}}",
+                L("[]", "[\"a\", \"b\", \"c\", \"d\", \"e\"]"), L("[1]", "[\"a\" \"b\"]"));
+    schema_case("{\"type\": \"array\", \"maxItems\": 0}", L("[]"), L("[1]"));
+    schema_case("{\"type\": \"array\"}", L("[]", "[1, \"x\", null, {}]"), L("{}"));
+    /* tuples */
+    schema_case("{\"type\": \"array\", \"prefixItems\": [{\"type\": \"string\"},"
+                " {\"type\": \"integer\"}]}",
+                L("[\"a\", 1]"), L("[1, \"a\"]", "[\"a\"]", "[\"a\", 1, 2]"));
+}
+
+Test(schema, strings_and_scalars)
+{
+    schema_case("{\"type\": \"string\", \"minLength\": 2, \"maxLength\": 3}",
+                L("\"ab\"", "\"abc\"", "\"\\n\\u0041\"", "\"日本\""),
+                L("\"a\"", "\"abcd\"", "ab", "\"a\"b\""));
+    schema_case("{\"enum\": [\"red\", \"green\", 3, null, {\"k\": [1]}]}",
+                L("\"red\"", "\"green\"", "3", "null", "{\"k\":[1]}"),
+                L("\"blue\"", "4", "\"Red\"", "{\"k\": [1]}"));
+    schema_case("{\"const\": \"x\\u00e9\\\"\"}", L("\"xé\\\"\""), L("\"x\""));
+    schema_case("{\"type\": \"string\", \"format\": \"date\"}",
+                L("\"2024-02-29\"", "\"1999-12-31\""), L("\"2024-13-01\"", "\"2024-1-01\""));
+    schema_case("{\"type\": \"string\", \"format\": \"date-time\"}",
+                L("\"2024-02-29T13:45:00Z\"", "\"2024-02-29T23:59:59.123+02:00\""),
+                L("\"2024-02-29 13:45:00Z\"", "\"2024-02-29T24:00:00Z\""));
+    schema_case("{\"type\": \"string\", \"format\": \"uuid\"}",
+                L("\"123e4567-e89b-12d3-a456-426614174000\""), L("\"123e4567\""));
+    schema_case("{\"type\": \"string\", \"format\": \"email\"}", L("\"anything\""), L("1"));
+    schema_case("{\"type\": \"number\"}", L("0", "-1.25", "3e-7", "1E+2"),
+                L("01", "1.", ".5", "+1", "\"1\"", "NaN"));
+    schema_case("{\"type\": \"boolean\"}", L("true", "false"), L("1", "\"true\""));
+    schema_case("{\"type\": \"null\"}", L("null"), L("0", "\"null\""));
+    schema_case("{\"type\": [\"string\", \"null\"]}", L("\"s\"", "null"), L("1"));
+    schema_case("{\"anyOf\": [{\"type\": \"integer\"}, {\"type\": \"array\","
+                " \"items\": {\"type\": \"boolean\"}}], \"description\": \"n or flags\"}",
+                L("12", "[true, false]"), L("\"12\"", "[1]"));
+    schema_case("{\"oneOf\": [{\"const\": 1}, {\"const\": 2}]}", L("1", "2"), L("3"));
+    schema_case("true", L("{\"a\": [1, \"x\", null]}", "3"), L("{"));
+}
+
+/* minimum/maximum on integers: exact, checked value by value */
+Test(schema, integer_ranges)
+{
+    const struct { const char *kw; long lo, hi; } cases[] = {
+        {"\"minimum\": -5, \"maximum\": 1234", -5, 1234},
+        {"\"minimum\": 0, \"maximum\": 150", 0, 150},
+        {"\"minimum\": 7", 7, 100000},
+        {"\"maximum\": -20", -100000, -20},
+        {"\"exclusiveMinimum\": 9, \"exclusiveMaximum\": 101", 10, 100},
+        {"\"minimum\": -1234, \"maximum\": -99", -1234, -99},
+        {"\"minimum\": 19, \"maximum\": 19", 19, 19},
+        {"\"minimum\": 1.5, \"maximum\": 999.9", 2, 999},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char schema[200];
+        snprintf(schema, sizeof schema, "{\"type\": \"integer\", %s}", cases[k].kw);
+        char *g = schema_gbnf(schema);
+        for (long v = -1500; v <= 1500; v++) {
+            char num[32];
+            snprintf(num, sizeof num, "%ld", v);
+            bool want = v >= cases[k].lo && v <= cases[k].hi;
+            cr_assert_eq(matches(g, num), want, "%s: %ld %s\n%s", schema, v,
+                         want ? "rejected" : "accepted", g);
+        }
+        cr_assert(!matches(g, "007"));
+        cr_assert(!matches(g, "-0"));
+        free(g);
+    }
+}
+
+Test(schema, refs_and_all_of)
+{
+    /* a recursive linked list through $defs */
+    schema_case("{\"$defs\": {\"node\": {\"type\": \"object\", \"properties\": {\"v\": "
+                "{\"type\": \"integer\"}, \"next\": {\"anyOf\": [{\"$ref\": \"#/$defs/node\"},"
+                " {\"type\": \"null\"}]}}, \"required\": [\"v\", \"next\"]}},"
+                " \"$ref\": \"#/$defs/node\"}",
+                L("{\"v\": 1, \"next\": null}",
+                  "{\"v\": 1, \"next\": {\"v\": 2, \"next\": {\"v\": 3, \"next\": null}}}"),
+                L("{\"v\": 1}", "{\"v\": 1, \"next\": {\"v\": 2}}"));
+    schema_case("{\"definitions\": {\"c\": {\"enum\": [\"r\", \"g\"]}}, \"type\": \"array\","
+                " \"items\": {\"$ref\": \"#/definitions/c\"}}",
+                L("[\"r\", \"g\", \"r\"]"), L("[\"b\"]"));
+    /* "#": the whole schema */
+    schema_case("{\"type\": \"array\", \"items\": {\"anyOf\": [{\"type\": \"integer\"},"
+                " {\"$ref\": \"#\"}]}}",
+                L("[1, [2, [3, []]]]"), L("[1, [\"x\"]]"));
+    schema_case("{\"allOf\": [{\"properties\": {\"a\": {\"type\": \"boolean\"}},"
+                " \"required\": [\"a\"]}, {\"properties\": {\"b\": {\"const\": \"x\"}}}]}",
+                L("{\"a\": true}", "{\"a\": false, \"b\": \"x\"}"),
+                L("{\"b\": \"x\"}", "{\"a\": true, \"b\": \"y\"}"));
+}
+
+Test(schema, errors)
+{
+    schema_error("{\"type\": \"string\", \"pattern\": \"^a+$\"}", -EINVAL, "\"pattern\" is not supported");
+    schema_error("{\"properties\": {\"a\": {\"not\": {}}}}", -EINVAL,
+                 "schema at /properties/a: \"not\" is not supported");
+    schema_error("{\"type\": \"object\",\n \"properties\": [}", -EINVAL,
+                 "schema is not valid JSON: 2:");
+    schema_error("{\"$ref\": \"#/$defs/missing\"}", -EINVAL, "does not resolve");
+    schema_error("{\"$ref\": \"https://example.com/s.json\"}", -EINVAL, "does not resolve");
+    schema_error("{\"type\": \"strin\"}", -EINVAL, "unknown type \"strin\"");
+    schema_error("false", -EINVAL, "matches nothing");
+    schema_error("{\"items\": {\"type\": \"array\", \"minItems\": 3, \"maxItems\": 2}}", -EINVAL,
+                 "schema at /items: maxItems is below minItems");
+    schema_error("{\"type\": \"integer\", \"minimum\": 5, \"maximum\": 4}", -EINVAL,
+                 "no integer between");
+    schema_error("{\"type\": \"string\", \"minLength\": 100000}", -E2BIG, "too large");
+    schema_error("{\"anyOf\": [{\"type\": \"string\"}], \"properties\": {}}", -EINVAL,
+                 "anyOf next to \"properties\"");
+    schema_error("{\"allOf\": [{\"type\": \"string\"}, {\"type\": \"integer\"}]}", -EINVAL,
+                 "allOf is supported for object schemas only");
+    /* deep nesting is bounded */
+    char deep[2000] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(deep, "{\"items\":");
+    strcat(deep, "true");
+    for (int i = 0; i < 100; i++)
+        strcat(deep, "}");
+    schema_error(deep, -E2BIG, "nested too deeply");
+    char *g = NULL;
+    cr_assert_eq(hr_grammar_from_json_schema(NULL, &g, NULL), -EINVAL);
+}
+
 /* ---- generation with real models ---------------------------------------------------------- */
 
 struct gen {
@@ -464,6 +669,44 @@ Test(generate, stories_unicode_and_exact_text, .timeout = 300)
         free(out);
     }
     gen_close(&r);
+}
+
+Test(generate, stories_tool_arguments_from_schema, .timeout = 300)
+{
+    const char *schema =
+        "{\"type\": \"object\", \"properties\": {"
+        "\"city\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 12},"
+        "\"days\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 7},"
+        "\"unit\": {\"enum\": [\"celsius\", \"fahrenheit\"]},"
+        "\"alerts\": {\"type\": \"boolean\"}},"
+        "\"required\": [\"city\", \"days\", \"unit\"]}";
+    char *g = schema_gbnf(schema);
+    struct gen r;
+    gen_open(&r, tu_stories());
+    for (uint64_t seed = 11; seed <= 16; seed++) {
+        bool complete;
+        struct hr_sampler_params p = temp1(seed, seed % 2 == 0);
+        char *out = generate(&r, g, &p, "The weather", 400, &complete);
+        cr_assert(complete, "seed %lu: incomplete '%s'", (unsigned long)seed, out);
+        assert_sentence(g, out);
+        json_error_t je;
+        json_t *doc = json_loads(out, 0, &je);
+        cr_assert_not_null(doc, "not JSON: '%s' (%s)", out, je.text);
+        json_t *city = json_object_get(doc, "city"), *days = json_object_get(doc, "days");
+        json_t *unit = json_object_get(doc, "unit"), *alerts = json_object_get(doc, "alerts");
+        cr_assert(json_is_string(city) && json_string_length(city) >= 1, "%s", out);
+        cr_assert(json_is_integer(days) && json_integer_value(days) >= 1 &&
+                  json_integer_value(days) <= 7, "%s", out);
+        cr_assert(json_is_string(unit) && (!strcmp(json_string_value(unit), "celsius") ||
+                                           !strcmp(json_string_value(unit), "fahrenheit")),
+                  "%s", out);
+        cr_assert(!alerts || json_is_boolean(alerts), "%s", out);
+        cr_assert_leq(json_object_size(doc), 4, "%s", out);
+        json_decref(doc);
+        free(out);
+    }
+    gen_close(&r);
+    free(g);
 }
 
 Test(generate, syn_qwen2_json_value, .timeout = 300)
