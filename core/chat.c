@@ -135,6 +135,14 @@ static int normalize_message(size_t i, json_t *m, json_t **out, struct hr_err *e
     return 0;
 }
 
+static bool utf8_check(const char *s)
+{
+    json_t *j = json_string(s); /* jansson validates UTF-8 */
+    bool ok = j != NULL;
+    json_decref(j);
+    return ok;
+}
+
 struct render_in {
     const struct jinja_tmpl *t;
     const struct hr_chat_opts *o;
@@ -147,12 +155,16 @@ struct render_in {
 static int render(const struct render_in *in, json_t *messages, json_t *tools, json_t *extra,
                   bool add_gen, char **out, size_t *len, struct hr_err *err)
 {
+    const char *bos = in->o->bos_token ? in->o->bos_token : "";
+    const char *eos = in->o->eos_token ? in->o->eos_token : "";
+    if (!utf8_check(bos) || !utf8_check(eos))
+        return hr_err_set(err, -EINVAL, -1, "bos_token or eos_token is not valid UTF-8");
     json_t *vars = json_object();
     if (!vars)
         return -ENOMEM;
     int rc = 0;
-    rc |= json_object_set_new(vars, "bos_token", json_string(in->o->bos_token ? in->o->bos_token : ""));
-    rc |= json_object_set_new(vars, "eos_token", json_string(in->o->eos_token ? in->o->eos_token : ""));
+    rc |= json_object_set_new(vars, "bos_token", json_string(bos));
+    rc |= json_object_set_new(vars, "eos_token", json_string(eos));
     rc |= json_object_set_new(vars, "date_string", json_string(in->date));
     if (extra)
         rc |= json_object_update(vars, extra);
@@ -164,7 +176,7 @@ static int render(const struct render_in *in, json_t *messages, json_t *tools, j
     rc |= json_object_set_new(vars, "add_generation_prompt", json_boolean(add_gen));
     if (rc < 0) {
         json_decref(vars);
-        return hr_err_set(err, -EINVAL, -1, "invalid string in bos_token or eos_token (not UTF-8)");
+        return -ENOMEM;
     }
     rc = jinja_render(in->t, vars, in->now, in->lim, out, len, err);
     json_decref(vars);

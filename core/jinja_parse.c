@@ -350,6 +350,9 @@ static struct jnode *parse_subscript(struct parser *p, struct jnode *x)
     if (!args.n)
         jx_fail(p->c, -EINVAL, pos, "syntax error: empty subscript '[]'");
     struct jnode *key = args.v[0];
+    for (uint32_t i = 0; args.n > 1 && i < args.n; i++)
+        if (args.v[i]->kind == JN_SLICE)
+            jx_fail(p->c, -EINVAL, args.v[i]->pos, "unsupported: a slice inside a tuple subscript");
     if (args.n > 1) {
         key = mk(p, JN_TUPLE, pos);
         key->kids = args.v;

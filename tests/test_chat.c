@@ -358,6 +358,7 @@ Test(chat, unsupported_constructs_are_named)
     expect_fail("{% extends 'base' %}", -EINVAL, "unsupported tag 'extends'");
     expect_fail("{% for x in y recursive %}{% endfor %}", -EINVAL, "unsupported: recursive");
     expect_fail("{{ f(*args) }}", -EINVAL, "unsupported: *args");
+    expect_fail("{{ x[1:2, 3] }}", -EINVAL, "template:1:6: unsupported: a slice inside a tuple");
     expect_fail("{{ 'x'.format_map({}) }}", -EINVAL, "'str object' has no attribute 'format_map'");
 }
 
