@@ -65,6 +65,7 @@ struct req {
     int32_t n_prompt;
     struct hd_gen_params gen;
     char *stops[HD_MAX_STOP];
+    struct hr_grammar *grammar; /* compiled at submit; attached to smp by start() */
     double t_submit;
 
     /* engine thread */
@@ -168,6 +169,16 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* Puts `what` in front of err's message. */
+static void prefix_err(struct hr_err *err, const char *what)
+{
+    if (!err)
+        return;
+    char tmp[sizeof err->msg];
+    snprintf(tmp, sizeof tmp, "%s%s", what, err->msg);
+    memcpy(err->msg, tmp, sizeof tmp);
+}
+
 static void session_free(struct session *ss)
 {
     if (!ss)
@@ -187,6 +198,7 @@ static void req_free(struct req *r)
     for (int i = 0; i < HD_MAX_STOP; i++)
         free(r->stops[i]);
     hr_sampler_free(r->smp);
+    hr_grammar_free(r->grammar);
     free(r->text);
     free(r->out);
     free(r->final);
@@ -575,6 +587,8 @@ static void start(struct hd_sched *s, struct req *r)
     }
     for (int32_t i = 0; i < r->n_prompt; i++)
         hr_sampler_accept(r->smp, r->prompt[i]);
+    if (r->grammar)
+        hr_sampler_set_grammar(r->smp, r->grammar); /* sees generated tokens only */
     r->state = RS_PREFILL;
 }
 
@@ -595,14 +609,24 @@ static void sample_next(struct hd_sched *s, struct req *r, const float *logits)
     if (!r->t_first)
         r->t_first = now_ms();
     int32_t tok = hr_sampler_sample(r->smp, logits);
-    hr_sampler_accept(r->smp, tok);
-    if (hr_vocab_is_eog(s->vocab, tok) && !r->gen.ignore_eos) {
+    if (tok < 0) { /* the grammar allows no token at all: it is complete */
+        emit(s, r, r->len, true);
+        finish(s, r, "stop", 0, NULL);
+        return;
+    }
+    hr_sampler_accept_generated(r->smp, tok);
+    if (hr_vocab_is_eog(s->vocab, tok) && (!r->gen.ignore_eos || r->grammar)) {
         emit(s, r, r->len, true);
         finish(s, r, "stop", 0, NULL);
         return;
     }
     r->n_gen++;
     if (add_piece(s, r, tok)) {
+        finish(s, r, "stop", 0, NULL);
+        return;
+    }
+    if (r->grammar && hr_grammar_done(r->grammar)) {
+        emit(s, r, r->len, true);
         finish(s, r, "stop", 0, NULL);
         return;
     }
@@ -1017,6 +1041,27 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
             goto fail;
         r->gen.stop[i] = NULL;
     }
+    if (rq->gen.grammar || rq->gen.json_schema) {
+        char *gbnf = NULL;
+        if (rq->gen.grammar && rq->gen.json_schema) {
+            rc = seterr(err, -EINVAL, "give a grammar or a JSON Schema, not both");
+            goto fail;
+        }
+        if (rq->gen.json_schema) {
+            rc = hr_grammar_from_json_schema(rq->gen.json_schema, &gbnf, err);
+            if (rc < 0) {
+                prefix_err(err, "json_schema: ");
+                goto fail;
+            }
+        }
+        rc = hr_grammar_new(s->vocab, gbnf ? gbnf : rq->gen.grammar, NULL, &r->grammar, err);
+        free(gbnf);
+        if (rc < 0) {
+            prefix_err(err, "grammar: ");
+            goto fail;
+        }
+    }
+    r->gen.grammar = r->gen.json_schema = NULL; /* not kept: compiled above */
     if (rq->messages_json) {
         rc = hd_sched_render_chat(s, rq->messages_json, rq->tools_json,
                                   rq->template_extra_json, &text, err);

@@ -76,6 +76,9 @@ struct hd_gen_params {
     const char *stop[HD_MAX_STOP];     /* stop strings (copied at submit); not part of the text */
     int n_stop;
     bool ignore_eos;                   /* keep going past end-of-generation tokens */
+    /* Constrained output (at most one; copied/compiled at submit): */
+    const char *grammar;               /* GBNF text, root rule "root" */
+    const char *json_schema;           /* JSON Schema text; the answer is a document of it */
 };
 
 /* Fills *g with the scheduler's defaults (seed: random unless set after). */
@@ -118,7 +121,8 @@ struct hd_event {
     const char *text;
     size_t len;
     /* DONE */
-    const char *finish_reason; /* "stop" (end-of-generation token or stop string), "length"
+    const char *finish_reason; /* "stop" (end-of-generation token, stop string, or the
+                                  grammar is complete), "length"
                                   (max_tokens), "context" (the sequence is full), "cancelled" */
     struct hd_usage usage;
     /* ERROR */
@@ -142,7 +146,8 @@ void hd_sched_drop_client(struct hd_sched *s, uint64_t client);
  *   -EALREADY the session has a request running
  *   -E2BIG   the prompt does not fit the context (err says the numbers)
  *   -EINVAL  bad request (both/neither prompt and messages, bad JSON, bad
- *            parameters, unknown template construct, template error)
+ *            parameters, unknown template construct, template error, a
+ *            grammar or JSON Schema that does not compile: err says where)
  *   -ENOMEM */
 int hd_sched_submit(struct hd_sched *s, const struct hd_request *req, hd_event_fn fn, void *user,
                     uint64_t *id, struct hr_err *err);

@@ -18,7 +18,7 @@
 const char *const ipc_params_gen_keys[] = {
     "temperature",      "top_k",      "top_p", "min_p",      "repeat_penalty",
     "frequency_penalty", "presence_penalty", "seed", "max_tokens", "max_completion_tokens",
-    "n_predict",        "stop",       "ignore_eos", NULL,
+    "n_predict",        "stop",       "ignore_eos", "grammar", "json_schema", NULL,
 };
 
 /* The value of `key`, or NULL when absent or JSON null. */
@@ -160,6 +160,29 @@ int ipc_params_gen(struct hd_sched *s, json_t *obj, struct hd_gen_params *g, str
         if (!json_is_boolean(ie))
             return hr_err_set(err, -EINVAL, -1, "'ignore_eos' must be true or false");
         g->ignore_eos = json_is_true(ie);
+    }
+    /* constrained output: GBNF text, or a JSON Schema (object, or true) */
+    json_t *gr = get(obj, "grammar");
+    if (gr) {
+        if (!json_is_string(gr) || !json_string_length(gr))
+            return hr_err_set(err, -EINVAL, -1, "'grammar' must be GBNF text (a non-empty string)");
+        g->grammar = json_string_value(gr);
+    }
+    json_t *js = get(obj, "json_schema");
+    if (js) {
+        if (gr)
+            return hr_err_set(err, -EINVAL, -1, "give 'grammar' or 'json_schema', not both");
+        if (!json_is_object(js) && !json_is_true(js))
+            return hr_err_set(err, -EINVAL, -1, "'json_schema' must be a JSON Schema object");
+        char *text = json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!text)
+            return hr_err_set(err, -ENOMEM, -1, "out of memory");
+        /* kept alive by the object for as long as the stop strings */
+        json_t *keep = json_string_nocheck(text);
+        free(text);
+        if (!keep || json_object_set_new(obj, "\x01json_schema_text", keep) < 0)
+            return hr_err_set(err, -ENOMEM, -1, "out of memory");
+        g->json_schema = json_string_value(keep);
     }
     return 0;
 }

@@ -17,6 +17,8 @@
  *                      n_predict -1 means "until the context is full")
  *   stop               string or array of at most HD_MAX_STOP non-empty strings
  *   ignore_eos         boolean
+ *   grammar            string: GBNF (docs/grammar.md) the answer must match
+ *   json_schema        object: a JSON Schema the answer must be a document of
  */
 #ifndef HEARTH_IPC_PARAMS_H
 #define HEARTH_IPC_PARAMS_H
@@ -31,7 +33,9 @@ extern const char *const ipc_params_gen_keys[];
 
 /* Fills *g with hd_gen_params_init(s) and then the keys above found in `obj`
  * (a JSON object). Other keys are ignored. The stop strings in g->stop are
- * borrowed from `obj`: valid while it lives (hd_sched_submit copies them).
+ * borrowed from `obj`, as are g->grammar and g->json_schema (the schema's
+ * text is kept in `obj` under a private key): valid while it lives
+ * (hd_sched_submit copies them).
  * Errors: -EINVAL with err->msg naming the key and what it must be
  * ("'top_k' must be an integer >= 0"); *g is then unspecified. */
 int ipc_params_gen(struct hd_sched *s, json_t *obj, struct hd_gen_params *g, struct hr_err *err);
