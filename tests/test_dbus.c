@@ -13,6 +13,9 @@
 #include "testutil.h"
 
 #include "dbus.h"
+#include "dbus_args.h"
+
+#include <hearth/hearth.h>
 
 #include <criterion/criterion.h>
 #include <dbus/dbus.h>
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -70,12 +74,26 @@ static void bus_close(DBusConnection *c)
     dbus_connection_unref(c);
 }
 
-/* Starts hearthd on `sock` (its stderr into `log`) without waiting. */
-static pid_t spawn(const char *sock, const char *log)
+/* In a child: SIGTERM when the test process dies (a timed-out test runs no
+ * fini), so no daemon outlives the test run. */
+static void die_with(pid_t parent)
 {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        _exit(1);
+}
+
+/* Starts hearthd on `sock` (its stderr into `log`) without waiting, on the
+ * session bus of `bus_addr` (NULL: the one of the environment). */
+static pid_t spawn(const char *sock, const char *log, const char *bus_addr)
+{
+    pid_t parent = getpid();
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
+        die_with(parent);
+        if (bus_addr)
+            setenv("DBUS_SESSION_BUS_ADDRESS", bus_addr, 1);
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         int nul = open("/dev/null", O_RDWR);
         if (fd >= 0)
@@ -125,7 +143,7 @@ static void setup(void)
 
     DBusConnection *c = bus();
     cr_assert(!name_owned(c), "%s is already owned on this bus", IPC_DBUS_NAME);
-    hd.pid = spawn(hd.socket, hd.log);
+    hd.pid = spawn(hd.socket, hd.log, NULL);
     /* Ready when the name is ours (hearthd claims it after the socket). */
     for (int waited = 0; !name_owned(c); waited += 20) {
         int st;
@@ -954,7 +972,7 @@ Test(dbus, name_already_owned)
     char sock[320], log[320];
     snprintf(sock, sizeof sock, "%s/second.sock", hd.dir);
     snprintf(log, sizeof log, "%s/second.log", hd.dir);
-    pid_t pid = spawn(sock, log);
+    pid_t pid = spawn(sock, log, NULL);
     char *text = NULL;
     for (int waited = 0;; waited += 20) {
         free(text);
@@ -983,6 +1001,60 @@ Test(dbus, name_already_owned)
     bus_close(c);
 }
 
+/* ---- a private bus of our own ----------------------------------------------------- */
+
+/* Starts a session-type dbus-daemon listening in hd.dir (its output in
+ * hd.dir/bus.log), with `services` as its service directory (NULL: none),
+ * and returns a registered connection to it; *addr gets its address. */
+static DBusConnection *private_bus(const char *services, pid_t *pid, char *addr, size_t cap)
+{
+    char buscfg[320], buslog[320];
+    snprintf(buscfg, sizeof buscfg, "%s/bus.conf", hd.dir);
+    snprintf(buslog, sizeof buslog, "%s/bus.log", hd.dir);
+    snprintf(addr, cap, "unix:path=%s/bus", hd.dir);
+    FILE *f = fopen(buscfg, "w");
+    cr_assert(f);
+    fprintf(f,
+            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+            " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+            "<busconfig>\n  <type>session</type>\n  <auth>EXTERNAL</auth>\n"
+            "  <listen>%s</listen>\n",
+            addr);
+    if (services)
+        fprintf(f, "  <servicedir>%s</servicedir>\n", services);
+    fprintf(f, "  <policy context=\"default\">\n"
+               "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
+               "    <allow eavesdrop=\"true\"/>\n    <allow own=\"*\"/>\n"
+               "  </policy>\n</busconfig>\n");
+    fclose(f);
+    pid_t parent = getpid();
+    *pid = fork();
+    cr_assert(*pid >= 0);
+    if (*pid == 0) {
+        die_with(parent);
+        int fd = open(buslog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        char arg[400];
+        snprintf(arg, sizeof arg, "--config-file=%s", buscfg);
+        execlp("dbus-daemon", "dbus-daemon", arg, "--nofork", "--nopidfile", (char *)NULL);
+        _exit(127);
+    }
+    DBusConnection *c = NULL;
+    for (int waited = 0; !c; waited += 20) {
+        cr_assert(waited < WAIT_MS, "the private bus did not start:\n%s", read_log(buslog));
+        sleep_ms(20);
+        c = dbus_connection_open_private(addr, NULL);
+    }
+    dbus_connection_set_exit_on_disconnect(c, FALSE);
+    DBusError e;
+    dbus_error_init(&e);
+    cr_assert(dbus_bus_register(c, &e), "%s", e.message);
+    return c;
+}
+
 /* D-Bus activation with the activation file meson installs (its Exec=
  * pointed at the hearthd under test, with a test config): on a private bus
  * whose service directory holds it, the first call starts hearthd, which
@@ -1007,15 +1079,13 @@ Test(dbus_activation, first_call_starts_hearthd, .timeout = 300)
     memset(&hd, 0, sizeof hd);
     snprintf(hd.dir, sizeof hd.dir, "/tmp/hearth-dbus-XXXXXX");
     cr_assert(mkdtemp(hd.dir));
-    char services[320], svc[400], buscfg[320], buslog[320], sock[320], cfg[320], addr[360];
+    char services[320], svc[400], buslog[320], sock[320], cfg[320], addr[360];
     snprintf(services, sizeof services, "%s/services", hd.dir);
     cr_assert_eq(mkdir(services, 0700), 0);
     snprintf(svc, sizeof svc, "%s/org.hearth.Hearth1.service", services);
-    snprintf(buscfg, sizeof buscfg, "%s/bus.conf", hd.dir);
     snprintf(buslog, sizeof buslog, "%s/bus.log", hd.dir);
     snprintf(sock, sizeof sock, "%s/hearth.sock", hd.dir);
     snprintf(cfg, sizeof cfg, "%s/hearth.yaml", hd.dir);
-    snprintf(addr, sizeof addr, "unix:path=%s/bus", hd.dir);
 
     char *model = realpath(tu_stories(), NULL);
     FILE *f = fopen(cfg, "w");
@@ -1031,43 +1101,9 @@ Test(dbus_activation, first_call_starts_hearthd, .timeout = 300)
     fputs(eol, f); /* the rest, from the end of the Exec line */
     fclose(f);
     free(tmpl);
-    f = fopen(buscfg, "w");
-    cr_assert(f);
-    fprintf(f,
-            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
-            " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
-            "<busconfig>\n  <type>session</type>\n  <auth>EXTERNAL</auth>\n"
-            "  <listen>%s</listen>\n  <servicedir>%s</servicedir>\n"
-            "  <policy context=\"default\">\n"
-            "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
-            "    <allow eavesdrop=\"true\"/>\n    <allow own=\"*\"/>\n"
-            "  </policy>\n</busconfig>\n",
-            addr, services);
-    fclose(f);
-
-    pid_t bus_pid = fork();
-    cr_assert(bus_pid >= 0);
-    if (bus_pid == 0) {
-        int fd = open(buslog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char arg[400];
-        snprintf(arg, sizeof arg, "--config-file=%s", buscfg);
-        execlp("dbus-daemon", "dbus-daemon", arg, "--nofork", "--nopidfile", (char *)NULL);
-        _exit(127);
-    }
-    DBusConnection *c = NULL;
-    for (int waited = 0; !c; waited += 20) {
-        cr_assert(waited < WAIT_MS, "the private bus did not start:\n%s", read_log(buslog));
-        sleep_ms(20);
-        c = dbus_connection_open_private(addr, NULL);
-    }
-    dbus_connection_set_exit_on_disconnect(c, FALSE);
+    pid_t bus_pid;
+    DBusConnection *c = private_bus(services, &bus_pid, addr, sizeof addr);
     DBusError e;
-    dbus_error_init(&e);
-    cr_assert(dbus_bus_register(c, &e), "%s", e.message);
     cr_assert(!name_owned(c));
 
     DBusMessage *m = dbus_message_new_method_call(IPC_DBUS_NAME, IPC_DBUS_PATH, IPC_DBUS_IFACE,
@@ -1105,4 +1141,174 @@ Test(dbus_activation, first_call_starts_hearthd, .timeout = 300)
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", hd.dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* The bus going away mid-stream costs only the D-Bus service: hearthd says
+ * so, its requests are dropped, and it goes on serving its socket. */
+Test(dbus_activation, bus_lost_keeps_serving, .timeout = 300)
+{
+    memset(&hd, 0, sizeof hd);
+    snprintf(hd.dir, sizeof hd.dir, "/tmp/hearth-dbus-XXXXXX");
+    cr_assert(mkdtemp(hd.dir));
+    snprintf(hd.socket, sizeof hd.socket, "%s/hearth.sock", hd.dir);
+    snprintf(hd.log, sizeof hd.log, "%s/hearthd.log", hd.dir);
+    snprintf(hd.config, sizeof hd.config, "%s/hearth.yaml", hd.dir);
+    char *model = realpath(tu_stories(), NULL);
+    FILE *f = fopen(hd.config, "w");
+    cr_assert(f && model);
+    fprintf(f, "model: %s\nthreads: 1\ndbus:\n  enabled: true\n", model);
+    fclose(f);
+    free(model);
+    char addr[360];
+    pid_t bus_pid;
+    DBusConnection *c = private_bus(NULL, &bus_pid, addr, sizeof addr);
+    hd.pid = spawn(hd.socket, hd.log, addr);
+    for (int waited = 0; !name_owned(c); waited += 20) {
+        cr_assert(waited < WAIT_MS, "hearthd did not own %s:\n%s", IPC_DBUS_NAME,
+                  read_log(hd.log));
+        sleep_ms(20);
+    }
+    struct stream st = {.id = start(c, start_msg("Generate", PROMPT, "n_predict:i ignore_eos:b",
+                                                 -1, 1))};
+    pump(c, &st, 1, 1);
+    stream_free(&st);
+    kill(bus_pid, SIGKILL);
+    int status;
+    cr_assert(waitpid(bus_pid, &status, 0) == bus_pid);
+    bus_close(c);
+    char *log = NULL;
+    for (int waited = 0;; waited += 20) {
+        free(log);
+        log = read_log(hd.log);
+        if (strstr(log, "lost the session bus"))
+            break;
+        cr_assert(waited < WAIT_MS, "hearthd did not notice the bus going away:\n%s", log);
+        sleep_ms(20);
+    }
+    free(log);
+    struct du_conn *sc = du_connect(hd.socket);
+    json_t *r = du_call_ok(sc, "complete", "{\"prompt\": \"Once\", \"max_tokens\": 4}");
+    cr_assert(json_string_value(json_object_get(r, "text")));
+    json_decref(r);
+    r = du_call_ok(sc, "status", NULL);
+    /* the socket connection is the one client left; the bus peer's is gone */
+    cr_assert_eq(json_integer_value(json_object_get(r, "clients")), 1);
+    json_decref(r);
+    du_close(sc);
+    char path[400];
+    snprintf(path, sizeof path, "%s/bus.conf", hd.dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/bus.log", hd.dir);
+    unlink(path);
+    du_stop(&hd); /* exit 0 and a clean sanitizer report */
+}
+
+/* ---- argument conversions (no bus needed) ------------------------------------------- */
+
+static void assert_text(const char *in, size_t len, const char *want)
+{
+    char *out = ipc_dbus_text(in, len);
+    cr_assert(out);
+    cr_assert(dbus_validate_utf8(out, NULL), "not valid for D-Bus: %s", out);
+    cr_assert_str_eq(out, want);
+    free(out);
+}
+
+Test(dbus_args, text_is_made_valid_utf8)
+{
+    assert_text("plain", 5, "plain");
+    assert_text("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\xa5", 14,
+                "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\xa5");
+    assert_text("a\0b", 3, "a\xef\xbf\xbd" "b");                 /* NUL */
+    assert_text("\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd");        /* overlong '/' */
+    assert_text("\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* surrogate */
+    assert_text("x\xe2\x82", 3, "x\xef\xbf\xbd\xef\xbf\xbd");      /* cut short */
+    assert_text("\xf4\x90\x80\x80", 4,
+                "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* above U+10FFFF */
+    assert_text("\x80z", 2, "\xef\xbf\xbdz");                      /* stray continuation */
+    assert_text("", 0, "");
+}
+
+/* Runs ipc_dbus_read_options on the a{sv} of a Generate/Chat message. */
+static int read_opts(DBusMessage *m, bool generate, json_t **obj, const char **session,
+                     bool *parse_special, struct hr_err *err)
+{
+    DBusMessageIter it;
+    cr_assert(dbus_message_iter_init(m, &it));
+    dbus_message_iter_next(&it); /* the text */
+    *obj = NULL;
+    return ipc_dbus_read_options(&it, generate, obj, session, parse_special, err);
+}
+
+Test(dbus_args, options_become_sampling_json)
+{
+    const char *stops[] = {"\n\n", "The end", NULL};
+    DBusMessage *m = start_msg("Generate", "p",
+                               "temperature:d top_k:i seed:t stop:as session:s parse_special:b "
+                               "max_tokens:i",
+                               0.25, 7, (uint64_t)1234567890123ull, stops, "s1", 1, 16);
+    json_t *o;
+    const char *session = NULL;
+    bool special = false;
+    struct hr_err err;
+    cr_assert_eq(read_opts(m, true, &o, &session, &special, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(session, "s1");
+    cr_assert(special);
+    cr_assert(json_is_real(json_object_get(o, "temperature")));
+    cr_assert_float_eq(json_real_value(json_object_get(o, "temperature")), 0.25, 1e-12);
+    cr_assert_eq(json_integer_value(json_object_get(o, "top_k")), 7);
+    cr_assert_eq(json_integer_value(json_object_get(o, "seed")), 1234567890123ll);
+    cr_assert_eq(json_integer_value(json_object_get(o, "max_tokens")), 16);
+    cr_assert_eq(json_array_size(json_object_get(o, "stop")), 2);
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(o, "stop"), 1)), "The end");
+    cr_assert(!json_object_get(o, "session") && !json_object_get(o, "parse_special"));
+    cr_assert_eq(json_object_size(o), 5);
+    json_decref(o);
+    dbus_message_unref(m);
+
+    /* A number may come as an integer; one stop string as s. */
+    m = start_msg("Chat", "[]", "temperature:i stop:s", 1, "x");
+    session = NULL;
+    cr_assert_eq(read_opts(m, false, &o, &session, &special, &err), 0, "%s", err.msg);
+    cr_assert_eq(json_number_value(json_object_get(o, "temperature")), 1.0);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "stop")), "x");
+    cr_assert_null(session);
+    json_decref(o);
+    dbus_message_unref(m);
+}
+
+Test(dbus_args, bad_options_are_named)
+{
+    static const struct {
+        const char *spec, *method, *words;
+    } bad[] = {
+        {"top_k:d", "Generate", "'top_k' must be an integer"},
+        {"temperature:s", "Generate", "'temperature' must be a number (d), not 's'"},
+        {"ignore_eos:i", "Generate", "'ignore_eos' must be a boolean"},
+        {"session:b", "Generate", "'session' must be a string"},
+        {"seed:t", "Generate", "'seed' is out of range"},
+        {"parse_special:b", "Chat", "'parse_special' applies to Generate only"},
+        {"colour:s", "Chat", "unknown option 'colour'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        DBusMessage *m;
+        if (strstr(bad[i].spec, ":d"))
+            m = start_msg(bad[i].method, "p", bad[i].spec, 1.5);
+        else if (strstr(bad[i].spec, ":t"))
+            m = start_msg(bad[i].method, "p", bad[i].spec, (uint64_t)1 << 63);
+        else if (strstr(bad[i].spec, ":s"))
+            m = start_msg(bad[i].method, "p", bad[i].spec, "x");
+        else
+            m = start_msg(bad[i].method, "p", bad[i].spec, 1);
+        json_t *o;
+        const char *session = NULL;
+        bool special = false;
+        struct hr_err err;
+        int r = read_opts(m, !strcmp(bad[i].method, "Generate"), &o, &session, &special, &err);
+        cr_assert_eq(r, -EINVAL, "%s was accepted", bad[i].spec);
+        cr_assert(strstr(err.msg, bad[i].words), "%s: '%s' lacks '%s'", bad[i].spec, err.msg,
+                  bad[i].words);
+        cr_assert_null(o);
+        dbus_message_unref(m);
+    }
 }
