@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -403,7 +404,7 @@ Test(http, busy, .init = setup_busy)
      * waits, and the rest are refused with 429. */
     enum { N = 6 };
     int fds[N];
-    char body[] = "{\"prompt\": \"Once\", \"max_tokens\": 400, \"ignore_eos\": true}";
+    char body[] = "{\"prompt\": \"Once\", \"max_tokens\": 150, \"ignore_eos\": true}";
     for (int i = 0; i < N; i++) {
         fds[i] = connect_to("127.0.0.1", D.port);
         cr_assert_geq(fds[i], 0);
@@ -671,6 +672,37 @@ Test(http, client_gone_mid_stream)
     struct resp r = post("/v1/completions", NULL, "{\"prompt\": \"Once\", \"max_tokens\": 3}");
     cr_assert_eq(r.status, 200, "%s", r.body);
     resp_done(&r);
+}
+
+Test(http, sigterm_finishes_streams)
+{
+    /* SIGTERM stops new connections but a stream already running is served
+     * to its end; then the daemon exits cleanly (teardown checks). */
+    int fd = connect_to("127.0.0.1", D.port);
+    cr_assert_geq(fd, 0);
+    /* Short enough to end within the daemon's grace period even under ASan. */
+    const char *body = "{\"prompt\": \"Once\", \"max_tokens\": 60, \"ignore_eos\": true, "
+                       "\"stream\": true}";
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+    cr_assert_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    static char buf[1 << 20];
+    size_t cap = sizeof buf, len = 0;
+    ssize_t k = recv(fd, buf, cap - 1, 0); /* the stream has started */
+    cr_assert_gt(k, 0);
+    len = (size_t)k;
+    cr_assert_eq(kill(D.d.pid, SIGTERM), 0);
+    while (len < cap - 1 && (k = recv(fd, buf + len, cap - 1 - len, 0)) > 0)
+        len += (size_t)k;
+    buf[len] = '\0';
+    close(fd);
+    cr_assert_not_null(strstr(buf, "data: [DONE]"), "the stream was cut by SIGTERM:\n%s", buf);
+    cr_assert_not_null(strstr(buf, "\"finish_reason\":\"length\""), "%s", buf);
+    /* Not accepting any more (the daemon may also be gone already). */
+    int fd2 = connect_to("127.0.0.1", D.port);
+    cr_assert_lt(fd2, 0, "a new connection was accepted after SIGTERM");
 }
 
 /* ---- the official openai client ------------------------------------------------------------ */
