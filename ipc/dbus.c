@@ -239,7 +239,9 @@ static bool p_iface_version(struct ipc_dbus *d, DBusMessageIter *it);
     "options (all optional): temperature (d; 0: greedy), top_k (i), top_p (d), min_p (d), "     \
     "repeat_penalty (d), frequency_penalty (d), presence_penalty (d), max_tokens (i), "         \
     "n_predict (i; -1: until the context is full), seed (t), "                                    \
-    "stop (as or s), ignore_eos (b), session (s: continue that session's cached sequence)"
+    "stop (as or s), ignore_eos (b), grammar (s: GBNF the answer must match), json_schema (s: "  \
+    "JSON Schema text the answer must be a document of), session (s: continue that session's "  \
+    "cached sequence)"
 
 static const struct method hearth_methods[] = {
     {"Ask", {{"s", "prompt"}}, {{"s", "answer"}}, m_ask,

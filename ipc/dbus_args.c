@@ -60,27 +60,42 @@ bool ipc_dbus_dict_dbl(DBusMessageIter *dict, const char *key, double v)
 }
 
 /* Options a{sv} → the JSON object ipc_params_gen reads. Each key has one
- * accepted kind, checked here so errors speak D-Bus types. */
-enum opt_kind { OPT_NUMBER, OPT_INT, OPT_BOOL, OPT_STRINGS, OPT_STRING };
+ * accepted kind, checked here so errors speak D-Bus types. The sampling keys
+ * are those of ipc_params_gen_keys (tests/test_dbus.c checks none is
+ * missing); `own` keys are the D-Bus frontend's, taken out of the object. */
+enum opt_kind { OPT_NUMBER, OPT_INT, OPT_BOOL, OPT_STRINGS, OPT_STRING, OPT_JSON };
 
 static const struct opt_def {
     const char *key;
     enum opt_kind kind;
-    bool generate_only;
+    bool own, generate_only;
 } options[] = {
-    {"temperature", OPT_NUMBER},     {"top_k", OPT_INT},
-    {"top_p", OPT_NUMBER},           {"min_p", OPT_NUMBER},
-    {"repeat_penalty", OPT_NUMBER},  {"frequency_penalty", OPT_NUMBER},
-    {"presence_penalty", OPT_NUMBER}, {"max_tokens", OPT_INT},
-    {"n_predict", OPT_INT},          {"seed", OPT_INT},
-    {"stop", OPT_STRINGS},           {"ignore_eos", OPT_BOOL},
-    {"session", OPT_STRING},         {"parse_special", OPT_BOOL, true},
+    {"temperature", OPT_NUMBER},
+    {"top_k", OPT_INT},
+    {"top_p", OPT_NUMBER},
+    {"min_p", OPT_NUMBER},
+    {"repeat_penalty", OPT_NUMBER},
+    {"frequency_penalty", OPT_NUMBER},
+    {"presence_penalty", OPT_NUMBER},
+    {"max_tokens", OPT_INT},
+    {"max_completion_tokens", OPT_INT},
+    {"n_predict", OPT_INT},
+    {"seed", OPT_INT},
+    {"stop", OPT_STRINGS},
+    {"ignore_eos", OPT_BOOL},
+    {"grammar", OPT_STRING},
+    {"json_schema", OPT_JSON},
+    {"session", OPT_STRING, true},
+    {"parse_special", OPT_BOOL, true, true},
 };
 
 static const char *const kind_names[] = {
-    [OPT_NUMBER] = "a number (d)", [OPT_INT] = "an integer (i, u, x or t)",
-    [OPT_BOOL] = "a boolean (b)",  [OPT_STRINGS] = "a string or an array of strings (s or as)",
+    [OPT_NUMBER] = "a number (d)",
+    [OPT_INT] = "an integer (i, u, x or t)",
+    [OPT_BOOL] = "a boolean (b)",
+    [OPT_STRINGS] = "a string or an array of strings (s or as)",
     [OPT_STRING] = "a string (s)",
+    [OPT_JSON] = "JSON text (s)",
 };
 
 /* The variant's value as JSON of the given kind, or NULL (wrong type). */
@@ -147,7 +162,7 @@ static json_t *variant_json(DBusMessageIter *v, enum opt_kind kind, bool *range)
  * session name and parse_special are taken out: they are no sampling keys.
  * Returns 0, or -EINVAL / -ENOMEM with msg set. */
 int ipc_dbus_read_options(DBusMessageIter *it, bool generate, json_t **obj, const char **session,
-                        bool *parse_special, struct hr_err *err)
+                          bool *parse_special, struct hr_err *err)
 {
     int r = 0;
     json_t *o = json_object();
@@ -176,8 +191,22 @@ int ipc_dbus_read_options(DBusMessageIter *it, bool generate, json_t **obj, cons
             r = hr_err_set(err, -EINVAL, -1, "option '%s' applies to Generate only", key);
             goto fail;
         }
-        bool range;
-        json_t *j = variant_json(&v, opt->kind, &range);
+        bool range = true;
+        json_t *j;
+        if (opt->kind == OPT_JSON && dbus_message_iter_get_arg_type(&v) == DBUS_TYPE_STRING) {
+            /* JSON written as text: D-Bus has no JSON type */
+            const char *text;
+            json_error_t je;
+            dbus_message_iter_get_basic(&v, &text);
+            j = json_loads(text, JSON_DECODE_ANY, &je);
+            if (!j) {
+                r = hr_err_set(err, -EINVAL, -1, "option '%s' is not JSON: %s (column %d)", key,
+                               je.text, je.column);
+                goto fail;
+            }
+        } else {
+            j = variant_json(&v, opt->kind, &range);
+        }
         if (!j) {
             char *sig = dbus_message_iter_get_signature(&v);
             if (!range)
@@ -188,7 +217,7 @@ int ipc_dbus_read_options(DBusMessageIter *it, bool generate, json_t **obj, cons
             dbus_free(sig);
             goto fail;
         }
-        if (opt->kind == OPT_STRING || !strcmp(key, "parse_special")) {
+        if (opt->own) {
             /* Not sampling keys: taken out here (borrowed from the message). */
             DBusBasicValue x;
             dbus_message_iter_get_basic(&v, &x);

@@ -14,6 +14,7 @@
 
 #include "dbus.h"
 #include "dbus_args.h"
+#include "params.h"
 
 #include <hearth/hearth.h>
 
@@ -1311,4 +1312,65 @@ Test(dbus_args, bad_options_are_named)
         cr_assert_null(o);
         dbus_message_unref(m);
     }
+}
+
+/* Every sampling key the shared mapping reads is a D-Bus option too. */
+Test(dbus_args, every_params_key_is_an_option)
+{
+    for (const char *const *k = ipc_params_gen_keys; *k; k++) {
+        char spec[64];
+        snprintf(spec, sizeof spec, "%s:i", *k);
+        DBusMessage *m = start_msg("Generate", "p", spec, 1);
+        json_t *o = NULL;
+        const char *session = NULL;
+        bool special = false;
+        struct hr_err err;
+        hr_err_clear(&err);
+        int r = read_opts(m, true, &o, &session, &special, &err);
+        cr_assert(r == 0 || !strstr(err.msg, "unknown option"), "'%s': %s", *k, err.msg);
+        json_decref(o);
+        dbus_message_unref(m);
+    }
+}
+
+Test(dbus_args, json_schema_is_json_text)
+{
+    DBusMessage *m = start_msg("Chat", "[]", "json_schema:s grammar:s",
+                               "{\"type\": \"object\"}", "root ::= \"a\"");
+    json_t *o;
+    const char *session = NULL;
+    bool special = false;
+    struct hr_err err;
+    cr_assert_eq(read_opts(m, false, &o, &session, &special, &err), 0, "%s", err.msg);
+    cr_assert(json_is_object(json_object_get(o, "json_schema")));
+    cr_assert_str_eq(json_string_value(json_object_get(o, "grammar")), "root ::= \"a\"");
+    json_decref(o);
+    dbus_message_unref(m);
+    m = start_msg("Chat", "[]", "json_schema:s", "{\"type\": ");
+    cr_assert_eq(read_opts(m, false, &o, &session, &special, &err), -EINVAL);
+    cr_assert(strstr(err.msg, "'json_schema' is not JSON"), "%s", err.msg);
+    dbus_message_unref(m);
+}
+
+/* Constrained output reaches the scheduler: the answers are what the
+ * grammar and the schema allow. */
+Test(dbus, grammar_and_json_schema)
+{
+    DBusConnection *c = bus();
+    struct stream st[2] = {
+        {.id = start(c, start_msg("Generate", PROMPT, "grammar:s max_tokens:i",
+                                  "root ::= \"yes\" | \"no\"", MAX_TOKENS))},
+        {.id = start(c, start_msg("Generate", PROMPT, "json_schema:s max_tokens:i",
+                                  "{\"type\": \"boolean\"}", MAX_TOKENS))},
+    };
+    pump(c, st, 2, 0);
+    assert_complete(&st[0]);
+    assert_complete(&st[1]);
+    cr_assert(!strcmp(st[0].text, "yes") || !strcmp(st[0].text, "no"), "'%s'", st[0].text);
+    json_t *b = json_loads(st[1].text, JSON_DECODE_ANY, NULL);
+    cr_assert(json_is_boolean(b), "'%s' is no JSON boolean", st[1].text);
+    json_decref(b);
+    stream_free(&st[0]);
+    stream_free(&st[1]);
+    bus_close(c);
 }
