@@ -83,9 +83,11 @@ struct ipc_dbus {
 
 /* ---- 1. peers and calls ------------------------------------------------------------ */
 
+/* `name` is the caller's unique name; NULL (no sender: not a bus
+ * connection) matches no peer. */
 static struct peer *peer_find(struct ipc_dbus *d, const char *name)
 {
-    for (struct peer *p = d->peers; p; p = p->next)
+    for (struct peer *p = d->peers; name && p; p = p->next)
         if (!strcmp(p->name, name))
             return p;
     return NULL;
@@ -506,7 +508,12 @@ static DBusMessage *return_basic(DBusMessage *call, int type, const void *value)
 static int submit(struct ipc_dbus *d, DBusMessage *call, struct hd_request *req, bool ask,
                   DBusMessage **reply)
 {
-    struct peer *p = peer_get(d, dbus_message_get_sender(call));
+    const char *sender = dbus_message_get_sender(call);
+    if (!sender) { /* the bus always sets it; nothing could be streamed back without */
+        *reply = error_reply(call, ERR_FAILED, "the call has no sender");
+        return 0;
+    }
+    struct peer *p = peer_get(d, sender);
     struct call *c = p ? calloc(1, sizeof *c) : NULL;
     if (!c)
         return -ENOMEM;
