@@ -1201,6 +1201,8 @@ Test(dbus_activation, bus_lost_keeps_serving, .timeout = 300)
     unlink(path);
     snprintf(path, sizeof path, "%s/bus.log", hd.dir);
     unlink(path);
+    snprintf(path, sizeof path, "%s/bus", hd.dir); /* the killed bus's socket */
+    unlink(path);
     du_stop(&hd); /* exit 0 and a clean sanitizer report */
 }
 
