@@ -34,6 +34,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@
 
 /* Seconds a connection may stay idle (not counting suspended time). */
 #define IDLE_TIMEOUT_S 120u
+/* Milliseconds ipc_http_free waits for complete replies to be sent. */
+#define FLUSH_MS 2000
 
 struct ipc_http {
     struct hd_loop *loop;
@@ -616,24 +619,55 @@ void ipc_http_stop(struct ipc_http *h)
         close(fd);
 }
 
+/* A reply complete on our side that the client has not got yet. */
+static bool unsent(const struct ipc_http *h)
+{
+    for (const struct http_req *r = h->reqs; r; r = r->next)
+        if (r->conn && (r->phase == PHASE_READY || r->phase == PHASE_ANSWERED))
+            return true;
+    return false;
+}
+
 void ipc_http_free(struct ipc_http *h)
 {
     if (!h)
         return;
     if (h->mhd) {
         h->stopped = h->stopping = true;
-        /* No more events (the scheduler may outlive us), and MHD must not
-         * be stopped with suspended connections: resume them all; streams
-         * then end at once. */
+        if (h->epfd >= 0)
+            hd_loop_del_fd(h->loop, h->epfd);
+        /* No more events (the scheduler may outlive us). Requests still
+         * running end now: a stream ends where it is, a waiting reply
+         * becomes a 503. MHD must not be stopped with suspended
+         * connections, so every one is resumed. */
         for (struct http_req *r = h->reqs; r; r = r->next) {
             if (r->client)
                 hd_sched_drop_client(h->sched, r->client);
+            if (r->id && r->stream) {
+                oai_stream_abort(r, "hearthd is stopping");
+            } else if (r->id) {
+                free(r->reply);
+                r->reply = http_error_json("hearthd is stopping", "unavailable_error", NULL, NULL);
+                r->status = MHD_HTTP_SERVICE_UNAVAILABLE;
+                r->phase = PHASE_READY;
+            }
             r->client = r->id = 0;
             r->eos = true;
             resume(r);
         }
-        if (h->epfd >= 0)
-            hd_loop_del_fd(h->loop, h->epfd);
+        /* Replies already complete (the loop may have been left right after
+         * the last DONE) still reach their clients, for a bounded time. */
+        int64_t end = hd_now_ms() + FLUSH_MS;
+        MHD_run(h->mhd);
+        while (unsent(h) && hd_now_ms() < end) {
+            struct pollfd p = {.fd = h->epfd, .events = POLLIN};
+            MHD_UNSIGNED_LONG_LONG ms;
+            int wait = MHD_get_timeout(h->mhd, &ms) == MHD_YES && ms < 50 ? (int)ms : 50;
+            poll(&p, 1, wait);
+            MHD_run(h->mhd);
+        }
+        for (struct http_req *r = h->reqs; r; r = r->next)
+            resume(r);
         MHD_stop_daemon(h->mhd); /* completed notifications free the requests */
     }
     if (h->timer)

@@ -600,6 +600,11 @@ static bool stream_event(struct http_req *r, const struct hd_event *ev)
     return sse_text(r, r->text.p + from, safe - from);
 }
 
+void oai_stream_abort(struct http_req *r, const char *message)
+{
+    sse_error(r, -ECANCELED, message);
+}
+
 bool oai_event(struct http_req *r, const struct hd_event *ev)
 {
     return r->stream ? stream_event(r, ev) : reply_event(r, ev);

@@ -98,4 +98,7 @@ unsigned oai_submit(struct http_req *r, hd_event_fn fn, char **reply);
  * response with an error). */
 bool oai_event(struct http_req *r, const struct hd_event *ev);
 
+/* Ends a running stream with an error event (the request was dropped). */
+void oai_stream_abort(struct http_req *r, const char *message);
+
 #endif
