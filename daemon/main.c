@@ -155,7 +155,7 @@ static void reload(struct daemon *d)
     hd_log_set_level(fresh.log.level);
     struct hd_gen_params_defaults def = {
         fresh.sampling.temperature, fresh.sampling.top_p,   fresh.sampling.min_p,
-        fresh.sampling.repeat_penalty, fresh.sampling.top_k, fresh.sampling.max_tokens};
+        fresh.sampling.repeat_penalty, fresh.sampling.top_k, fresh.sampling.max_tokens, true};
     hd_sched_set_defaults(d->sched, &def);
     const char *restart = NULL;
     if ((fresh.model && (!d->cfg.model || strcmp(fresh.model, d->cfg.model))) ||
@@ -348,7 +348,7 @@ int main(int argc, char **argv)
         .max_prompt_tokens = d.cfg.limits.max_prompt_tokens,
         .defaults = {d.cfg.sampling.temperature, d.cfg.sampling.top_p, d.cfg.sampling.min_p,
                      d.cfg.sampling.repeat_penalty, d.cfg.sampling.top_k,
-                     d.cfg.sampling.max_tokens},
+                     d.cfg.sampling.max_tokens, true},
     };
     if ((rc = hd_sched_new(d.model, &sp, d.loop, &d.sched, &err)) < 0) {
         snprintf(failbuf, sizeof failbuf, "cannot start the engine: %s", err.msg);
@@ -371,6 +371,7 @@ int main(int argc, char **argv)
             fail = failbuf;
             goto out;
         }
+        ipc_http_set_cors(d.http, d.cfg.http.cors);
         hd_info("serving the OpenAI-compatible API on http://127.0.0.1:%d/v1", d.cfg.http.port);
     }
     if (d.cfg.dbus.enabled) {

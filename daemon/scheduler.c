@@ -895,16 +895,13 @@ void hd_gen_params_init(const struct hd_sched *s, struct hd_gen_params *g)
     memset(g, 0, sizeof *g);
     hr_sampler_defaults(&g->sampling, seed);
     const struct hd_gen_params_defaults *d = &s->defaults;
-    if (d->temperature > 0)
+    if (d->set) {
         g->sampling.temp = d->temperature;
-    if (d->top_k > 0)
         g->sampling.top_k = d->top_k;
-    if (d->top_p > 0)
         g->sampling.top_p = d->top_p;
-    if (d->min_p > 0)
         g->sampling.min_p = d->min_p;
-    if (d->repeat_penalty > 0)
         g->sampling.repeat_penalty = d->repeat_penalty;
+    }
     g->max_tokens = d->max_tokens > 0 ? d->max_tokens : 512;
 }
 

@@ -44,7 +44,9 @@ struct hd_sched_params {
     struct hd_gen_params_defaults {
         float temperature, top_p, min_p, repeat_penalty;
         int32_t top_k, max_tokens;
-    } defaults;             /* used by hd_gen_params_init; zeros: llama.cpp's defaults, 512 tokens */
+        bool set; /* false: llama.cpp's defaults and 512 tokens; true: these values as they
+                     are (temperature 0 is greedy, top_k 0 and min_p 0 are off) */
+    } defaults;             /* used by hd_gen_params_init */
 };
 
 /* Creates the scheduler and starts its engine thread. `model` must outlive
