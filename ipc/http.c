@@ -71,42 +71,6 @@ struct hd_sched *http_sched(const struct ipc_http *h) { return h->sched; }
 const char *http_model_id(const struct ipc_http *h) { return h->model_id; }
 int64_t http_model_created(const struct ipc_http *h) { return h->model_created; }
 
-/* ---- buffers ----------------------------------------------------------------- */
-
-int http_buf_add(struct http_buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-void http_buf_done(struct http_buf *b)
-{
-    free(b->p);
-    *b = (struct http_buf){0};
-}
-
-char *http_error_json(const char *message, const char *type, const char *param, const char *code)
-{
-    json_t *e = json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", message, "type", type,
-                          "param", param, "code", code);
-    char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
-    json_decref(e);
-    return s;
-}
-
 /* ---- running MHD on the loop ------------------------------------------------- */
 
 static void on_timer(void *user);

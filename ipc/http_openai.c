@@ -22,6 +22,42 @@
 #include <sys/random.h>
 #include <time.h>
 
+/* ---- buffers and errors (shared with http.c) ---------------------------------------- */
+
+int http_buf_add(struct http_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+void http_buf_done(struct http_buf *b)
+{
+    free(b->p);
+    *b = (struct http_buf){0};
+}
+
+char *http_error_json(const char *message, const char *type, const char *param, const char *code)
+{
+    json_t *e = json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", message, "type", type,
+                          "param", param, "code", code);
+    char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    return s;
+}
+
 /* ---- small JSON helpers ------------------------------------------------------------ */
 
 /* Sets o[k] = v (stolen); false when either is NULL or memory runs out. */

@@ -23,6 +23,7 @@ struct http_buf {
     size_t len, cap;
 };
 
+/* Appends s[0..n); -ENOMEM. */
 int http_buf_add(struct http_buf *b, const char *s, size_t n);
 void http_buf_done(struct http_buf *b);
 
@@ -70,7 +71,7 @@ struct http_req {
     size_t out_off;
 };
 
-/* From http.c. */
+/* From http.c (tests/test_http_openai.c provides its own). */
 struct hd_sched *http_sched(const struct ipc_http *h);
 const char *http_model_id(const struct ipc_http *h);
 int64_t http_model_created(const struct ipc_http *h);
@@ -79,7 +80,7 @@ int64_t http_model_created(const struct ipc_http *h);
  * no memory). `param`, `code` may be NULL. */
 char *http_error_json(const char *message, const char *type, const char *param, const char *code);
 
-/* ---- http_openai.c ------------------------------------------------------------- */
+/* ---- http_openai.c (also http_buf_*, http_error_json) ---------------------------- */
 
 /* The reply of GET /v1/models (owned JSON text, NULL on no memory). */
 char *oai_models_json(const struct ipc_http *h);
