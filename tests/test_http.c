@@ -78,6 +78,7 @@ static void teardown(void) { stop_daemon(); }
 static void setup_plain(void) { start_daemon(""); }
 static void setup_token(void) { start_daemon("  token: s3cret\n"); }
 static void setup_small(void) { start_daemon("limits:\n  max_message_bytes: 65536\n"); }
+static void setup_cors(void) { start_daemon("  cors: true\n"); }
 static void setup_busy(void) { start_daemon("parallel: 1\nlimits:\n  max_queue: 1\n"); }
 
 /* ---- a raw HTTP/1.1 client --------------------------------------------------------- */
@@ -272,6 +273,28 @@ Test(http, foreign_origin_refused)
     snprintf(hdr, sizeof hdr, "Origin: http://localhost:%d\r\n", D.port);
     r = get("/v1/models", NULL, hdr);
     cr_assert_eq(r.status, 200, "%s", r.body);
+    resp_done(&r);
+}
+
+Test(http, cors, .init = setup_cors)
+{
+    /* http.cors: pages of other origins may call the API (preflight and
+     * Access-Control-Allow-Origin); the Host check still applies. */
+    struct resp r = request("OPTIONS", "/v1/chat/completions", NULL,
+                            "Origin: http://app.example\r\n"
+                            "Access-Control-Request-Method: POST\r\n"
+                            "Access-Control-Request-Headers: authorization, content-type\r\n",
+                            NULL, 0);
+    cr_assert_eq(r.status, 204, "%d %s", r.status, r.body);
+    cr_assert_not_null(strcasestr(r.head, "Access-Control-Allow-Origin: *"), "%s", r.head);
+    cr_assert_not_null(strcasestr(r.head, "Access-Control-Allow-Headers: Authorization, Content-Type"));
+    resp_done(&r);
+    r = get("/v1/models", NULL, "Origin: http://app.example\r\n");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_not_null(strcasestr(r.head, "Access-Control-Allow-Origin: *"), "%s", r.head);
+    resp_done(&r);
+    r = get("/v1/models", "evil.example", "Origin: http://app.example\r\n");
+    assert_error(&r, 403, "permission_error", "bad_host");
     resp_done(&r);
 }
 
