@@ -4,9 +4,11 @@
  * crashes, hangs or leaks takes only this process down (daemon/tools.h has
  * the daemon's side and the protocol).
  *
- *   hearth-toolhost [--fd N] [--dirs DIR[:DIR...]] [--rss-limit MIB] NAME...
+ *   hearth-toolhost [--fd N] [--dirs DIR[:DIR...]] [--rss-limit MIB] [--parent PID] NAME...
  *       serves the daemon on descriptor N (default 3): JSON lines in both
  *       directions. Plugin NAME is DIR/NAME.so in the first DIR that has it.
+ *       With --parent, exits at once unless PID is still its parent (the
+ *       daemon died before the host could ask to die with it).
  *   hearth-toolhost --check FILE.so...
  *       loads the given plugins as the daemon would, prints their tools as
  *       JSON on stdout and every problem on stderr; exit status 0 when all
@@ -610,12 +612,13 @@ static int check_mode(int argc, char **argv)
 static void usage(void)
 {
     fprintf(stderr, "usage: hearth-toolhost [--fd N] [--dirs DIR[:DIR...]] [--rss-limit MIB] "
-                    "NAME...\n       hearth-toolhost --check FILE.so...\n");
+                    "[--parent PID] NAME...\n       hearth-toolhost --check FILE.so...\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *dirs = NULL;
+    pid_t parent = 0;
     int i = 1;
     load_errors = json_array();
     pending = json_array();
@@ -630,6 +633,8 @@ int main(int argc, char **argv)
             dirs = argv[++i];
         else if (strcmp(argv[i], "--rss-limit") == 0 && i + 1 < argc)
             rss_limit = atol(argv[++i]);
+        else if (strcmp(argv[i], "--parent") == 0 && i + 1 < argc)
+            parent = (pid_t)atol(argv[++i]);
         else {
             usage();
             return 2;
@@ -646,9 +651,10 @@ int main(int argc, char **argv)
      * the daemon through this descriptor. */
     fcntl(chan, F_SETFD, FD_CLOEXEC);
     signal(SIGPIPE, SIG_IGN);
-    /* Die with the daemon; the daemon also kills us, this covers its crash. */
+    /* Die with the daemon; the daemon also kills us, this covers its crash
+     * (and --parent the case that it died before prctl). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() == 1)
+    if (parent > 0 && getppid() != parent)
         return 0;
 
     for (; i < argc; i++)

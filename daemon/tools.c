@@ -252,7 +252,7 @@ static int host_start(struct hd_tools *t, struct hr_err *err)
 {
     int sv[2] = {-1, -1}, child = -1, rc;
     char **argv = NULL;
-    char rss[32];
+    char rss[32], parent[32];
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     bool fa_ok = false, attr_ok = false;
@@ -274,8 +274,9 @@ static int host_start(struct hd_tools *t, struct hr_err *err)
     sv[1] = -1;
 
     snprintf(rss, sizeof rss, "%ld", t->rss_limit);
+    snprintf(parent, sizeof parent, "%ld", (long)getpid());
     size_t argc = 0;
-    if (!(argv = calloc(t->n_load + 10, sizeof *argv))) {
+    if (!(argv = calloc(t->n_load + 12, sizeof *argv))) {
         rc = set_err(err, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -286,6 +287,8 @@ static int host_start(struct hd_tools *t, struct hr_err *err)
     argv[argc++] = t->dirs;
     argv[argc++] = "--rss-limit";
     argv[argc++] = rss;
+    argv[argc++] = "--parent";
+    argv[argc++] = parent;
     for (size_t i = 0; i < t->n_load; i++)
         argv[argc++] = t->load[i];
 
@@ -917,6 +920,56 @@ static int take_list(struct hd_tools *t, json_t *reply, struct hr_err *err)
     return 0;
 }
 
+/* The canonical existing directories of roots[n], NULL-terminated (owned:
+ * strv_free with *count). NULL when out of memory. */
+static char **canonical_roots(const char *const *roots, size_t n, size_t *count)
+{
+    char **out = calloc(n + 1, sizeof *out);
+    if (!out)
+        return NULL;
+    *count = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *real = roots[i] ? realpath(roots[i], NULL) : NULL;
+        if (!real || !is_dir(real)) {
+            hd_warn("tools.roots: '%s' is not an existing directory; ignored",
+                    roots[i] ? roots[i] : "(null)");
+            free(real);
+            continue;
+        }
+        out[(*count)++] = real;
+    }
+    return out;
+}
+
+int hd_tools_update(struct hd_tools *t, const struct hd_tools_params *p)
+{
+    if (!t || !p || p->timeout_ms <= 0 || p->output_cap == 0 || (p->n_load && !p->load) ||
+        (p->n_roots && !p->roots))
+        return -EINVAL;
+    size_t n_roots;
+    char **roots = canonical_roots(p->roots, p->n_roots, &n_roots);
+    char *host = find_toolhost(p->toolhost), *dirs = find_plugin_dir(p->plugin_dir);
+    if (!roots || !host || !dirs) {
+        strv_free(roots, roots ? n_roots : 0);
+        free(host);
+        free(dirs);
+        return -ENOMEM;
+    }
+    strv_free(t->roots, t->n_roots);
+    t->roots = roots;
+    t->n_roots = n_roots;
+    t->timeout_ms = p->timeout_ms;
+    t->cap = p->output_cap;
+    t->rss_limit = p->host_rss_limit_mib;
+    bool same = strcmp(host, t->toolhost) == 0 && strcmp(dirs, t->dirs) == 0 &&
+                p->n_load == t->n_load;
+    for (size_t i = 0; same && i < p->n_load; i++)
+        same = strcmp(p->load[i] ? p->load[i] : "", t->load[i]) == 0;
+    free(host);
+    free(dirs);
+    return same ? 0 : 1;
+}
+
 int hd_tools_new(struct hd_loop *loop, const struct hd_tools_params *p, struct hd_tools **out,
                  struct hr_err *err)
 {
@@ -937,22 +990,12 @@ int hd_tools_new(struct hd_loop *loop, const struct hd_tools_params *p, struct h
     t->toolhost = find_toolhost(p->toolhost);
     t->dirs = find_plugin_dir(p->plugin_dir);
     t->load = strv_dup(p->load, p->n_load);
-    t->roots = calloc(p->n_roots + 1, sizeof *t->roots);
+    t->roots = canonical_roots(p->roots, p->n_roots, &t->n_roots);
     if (!t->toolhost || !t->dirs || !t->load || !t->roots) {
         rc = set_err(err, -ENOMEM, "out of memory");
         goto fail;
     }
     t->n_load = p->n_load;
-    for (size_t i = 0; i < p->n_roots; i++) {
-        char *real = p->roots[i] ? realpath(p->roots[i], NULL) : NULL;
-        if (!real || !is_dir(real)) {
-            hd_warn("tools.roots: '%s' is not an existing directory; ignored",
-                    p->roots[i] ? p->roots[i] : "(null)");
-            free(real);
-            continue;
-        }
-        t->roots[t->n_roots++] = real;
-    }
     if (!is_exec(t->toolhost)) {
         rc = set_err(err, -ENOENT, "no tool host program at %s (set HEARTH_TOOLHOST?)",
                      t->toolhost);

@@ -108,6 +108,14 @@ struct hd_tool_def {
 int hd_tools_new(struct hd_loop *loop, const struct hd_tools_params *p, struct hd_tools **out,
                  struct hr_err *err);
 
+/* Applies a reloaded configuration (SIGHUP): the roots, the default
+ * timeout and output cap (for calls made from now on) and the tool host's
+ * memory limit (from its next start). The tool host program, the plugin
+ * directory and the plugin list cannot change in place: returns 1 when p
+ * differs from the running setup in them (create a new hd_tools to apply
+ * them), 0 when everything in p was applied, -EINVAL (bad p), -ENOMEM. */
+int hd_tools_update(struct hd_tools *t, const struct hd_tools_params *p);
+
 /* Kills the tool host and frees everything. Calls not yet answered are
  * dropped: their callbacks are never called. Not from inside a callback of
  * this hd_tools. Accepts NULL. */

@@ -159,6 +159,33 @@ Test(tools, params_from_config)
     hd_config_done(&cfg);
 }
 
+Test(tools, update_applies_roots_and_limits)
+{
+    tt_start(ALL, 0, 0);
+    struct hd_tools_params p;
+    hd_tools_params_init(&p, NULL);
+    const char *roots[] = {tt_path("outside")};
+    p.load = ALL;
+    p.n_load = 4;
+    p.roots = roots;
+    p.n_roots = 1;
+    p.timeout_ms = 1500;
+    p.output_cap = 99;
+    cr_assert_eq(hd_tools_update(tt_tools, &p), 0);
+    struct tt_result r = tt_call_in("workspace", "{}", tt_path("outside"), NULL);
+    tt_assert_ok(&r);
+    cr_assert_not_null(strstr(r.output, "|cap=99|timeout=1500|"), "%s", r.output);
+    tt_result_done(&r);
+    r = tt_call("workspace", "{}");
+    tt_assert_error(&r, HD_TOOL_INVALID, "not inside the allowed roots");
+    tt_result_done(&r);
+    /* another plugin list cannot be applied in place */
+    p.n_load = 1;
+    cr_assert_eq(hd_tools_update(tt_tools, &p), 1);
+    p.timeout_ms = 0;
+    cr_assert_eq(hd_tools_update(tt_tools, &p), -EINVAL);
+}
+
 /* ---- checks before a call runs ---------------------------------------------------------- */
 
 Test(tools, arguments_are_validated_against_the_schema)
