@@ -66,6 +66,7 @@ struct req {
     struct hd_gen_params gen;
     char *stops[HD_MAX_STOP];
     struct hr_grammar *grammar; /* compiled at submit; attached to smp by start() */
+    bool print_special;         /* control tokens are part of the text (tool-call markers) */
     double t_submit;
 
     /* engine thread */
@@ -389,7 +390,7 @@ static void emit(struct hd_sched *s, struct req *r, size_t end, bool final)
 static bool add_piece(struct hd_sched *s, struct req *r, int32_t tok)
 {
     char buf[256];
-    int64_t n = hr_token_to_piece(s->vocab, tok, false, buf, sizeof buf);
+    int64_t n = hr_token_to_piece(s->vocab, tok, r->print_special, buf, sizeof buf);
     if (n < 0)
         n = 0;
     if (n > (int64_t)sizeof buf)
@@ -1059,6 +1060,10 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
         }
     }
     r->gen.grammar = r->gen.json_schema = NULL; /* not kept: compiled above */
+    /* With tools, the answer may open a call with a control token
+     * (<|python_tag|>, [TOOL_CALLS]): the tool-call parser must see it.
+     * End-of-generation tokens still end the answer without being printed. */
+    r->print_special = rq->tools_json != NULL;
     if (rq->messages_json) {
         rc = hd_sched_render_chat(s, rq->messages_json, rq->tools_json,
                                   rq->template_extra_json, &text, err);

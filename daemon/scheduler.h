@@ -97,7 +97,9 @@ struct hd_request {
     bool parse_special;        /* raw prompt: match control tokens written in the text */
     const char *messages_json; /* chat: JSON array of OpenAI-style messages, rendered with the
                                   model's chat template (control tokens parsed) */
-    const char *tools_json;    /* chat: JSON array of OpenAI tool definitions, or NULL */
+    const char *tools_json;    /* chat: JSON array of OpenAI tool definitions, or NULL; with
+                                  tools the answer's text also shows control tokens (a
+                                  tool call may begin with one), except end-of-generation */
     const char *template_extra_json; /* chat: extra template variables (JSON object) or NULL */
     struct hd_gen_params gen;
 };
