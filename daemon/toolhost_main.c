@@ -64,6 +64,10 @@ static struct th_tool *tools;
 static size_t n_tools;
 static json_t *load_errors; /* array of strings */
 static struct th_call *current;
+/* Cancels that arrived for a call not running (yet): the daemon may cancel a
+ * call it sent before this host has read it. Ids are never reused. */
+static int64_t early_cancels[16];
+static unsigned n_early_cancels;
 
 static int64_t now_ms(void)
 {
@@ -138,7 +142,9 @@ static void split_lines(void)
             json_int_t id = json_integer_value(json_object_get(msg, "id"));
             if (current && current->pub.id == id)
                 current->cancelled = true;
-            json_decref(msg); /* a cancel for a call already answered: nothing to do */
+            else
+                early_cancels[n_early_cancels++ % 16] = id;
+            json_decref(msg);
             continue;
         }
         json_array_append_new(pending, msg);
@@ -555,6 +561,8 @@ static bool run_call(json_t *msg)
         .tool = tool,
         .args = json_incref(args),
     };
+    for (unsigned k = 0; k < 16 && k < n_early_cancels; k++)
+        c.cancelled = c.cancelled || early_cancels[k] == c.pub.id;
     current = &c;
     int rc = th_call_run(&c);
     current = NULL;

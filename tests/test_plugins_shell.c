@@ -141,11 +141,14 @@ Test(shell, reads_the_system_but_not_the_rest)
 
 Test(shell, private_tmp)
 {
-    unlink("/tmp/hearth-shell-probe");
-    char *out = run_ok("echo t > /tmp/hearth-shell-probe && cat /tmp/hearth-shell-probe");
+    char probe[64], cmd[200];
+    snprintf(probe, sizeof probe, "/tmp/hearth-shell-probe-%d", (int)getpid());
+    unlink(probe);
+    snprintf(cmd, sizeof cmd, "echo t > %s && cat %s", probe, probe);
+    char *out = run_ok(cmd);
     cr_assert_str_eq(out, "[exit status 0]\nt\n");
     free(out);
-    cr_assert_eq(access("/tmp/hearth-shell-probe", F_OK), -1, "/tmp is not private");
+    cr_assert_eq(access(probe, F_OK), -1, "/tmp is not private");
 }
 
 Test(shell, no_network)
@@ -244,16 +247,20 @@ static bool process_with(const char *marker)
 
 Test(shell, a_timeout_kills_the_command_and_its_children)
 {
-    struct tt_result r = run("echo started; sleep 987.651 & setsid sleep 987.652 & "
-                             "(sleep 987.653 &) ; sleep 987.654",
-                             1);
+    /* sleeps marked with our pid, so that concurrent runs do not mix */
+    char marker[32], cmd[300];
+    snprintf(marker, sizeof marker, "1000.%06d", (int)getpid() % 1000000);
+    snprintf(cmd, sizeof cmd,
+             "echo started; sleep %s1 & setsid sleep %s2 & (sleep %s3 &) ; sleep %s4", marker,
+             marker, marker, marker);
+    struct tt_result r = run(cmd, 1);
     tt_assert_error(&r, HD_TOOL_FAILED, "timed out after 1 s and was killed");
     cr_assert_str_eq(r.output, "started\n");
     tt_result_done(&r);
     /* SIGKILL is not instantaneous: allow the kernel a moment to tear down */
     bool alive = true;
     for (int i = 0; i < 300 && alive; i++) {
-        alive = process_with("987.65");
+        alive = process_with(marker);
         if (alive)
             usleep(10000);
     }
