@@ -49,6 +49,8 @@ struct copts {
     int n_rest;
 };
 
+/* Parses the options a subcommand takes: `allowed` lists them by group
+ * ("session system gen raw json verbose"; --socket is always there). */
 static void parse_copts(int argc, char **argv, struct copts *o, const char *allowed)
 {
     *o = (struct copts){.temp = -1, .seed = -1};
@@ -71,35 +73,39 @@ static void parse_copts(int argc, char **argv, struct copts *o, const char *allo
             break;
         }
         /* flags without a value */
-        const char *flag = NULL;
-        if (!strcmp(a, "--raw"))
-            flag = "raw", o->raw = true;
-        else if (!strcmp(a, "--json"))
-            flag = "json", o->json = true;
-        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
-            flag = "verbose", o->verbose = true;
-        if (flag) {
-            if (!strstr(allowed, flag))
-                cli_die(EXIT_USAGE, "unknown option '%s' (see hearth --help)", a);
+        if (!strcmp(a, "--raw") && strstr(allowed, "raw")) {
+            o->raw = true;
             continue;
         }
+        if (!strcmp(a, "--json") && strstr(allowed, "json")) {
+            o->json = true;
+            continue;
+        }
+        if ((!strcmp(a, "-v") || !strcmp(a, "--verbose")) && strstr(allowed, "verbose")) {
+            o->verbose = true;
+            continue;
+        }
+        /* options with a value */
+        bool gen = strstr(allowed, "gen") != NULL;
+        const char **str = !strcmp(a, "--socket")                               ? &o->socket
+                           : !strcmp(a, "--session") && strstr(allowed, "session") ? &o->session
+                           : !strcmp(a, "--system") && strstr(allowed, "system")   ? &o->system
+                                                                                   : NULL;
+        bool num = gen && (!strcmp(a, "--max-tokens") || !strcmp(a, "-n") ||
+                           !strcmp(a, "--temp") || !strcmp(a, "--seed"));
+        if (!str && !num)
+            cli_die(EXIT_USAGE, "unknown option '%s' (see hearth --help)", a);
         if (i + 1 >= argc)
             cli_die(EXIT_USAGE, "%s: missing value", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--socket"))
-            o->socket = v;
-        else if (!strcmp(a, "--session") && strstr(allowed, "session"))
-            o->session = v;
-        else if (!strcmp(a, "--system") && strstr(allowed, "system"))
-            o->system = v;
-        else if ((!strcmp(a, "--max-tokens") || !strcmp(a, "-n")) && strstr(allowed, "gen"))
-            o->max_tokens = cli_long(a, v, 1, INT32_MAX);
-        else if (!strcmp(a, "--temp") && strstr(allowed, "gen"))
+        if (str)
+            *str = v;
+        else if (!strcmp(a, "--temp"))
             o->temp = cli_double(a, v, 0, 100);
-        else if (!strcmp(a, "--seed") && strstr(allowed, "gen"))
+        else if (!strcmp(a, "--seed"))
             o->seed = cli_long(a, v, 0, INT64_MAX);
         else
-            cli_die(EXIT_USAGE, "unknown option '%s' (see hearth --help)", a);
+            o->max_tokens = cli_long(a, v, 1, INT32_MAX);
     }
 }
 

@@ -103,6 +103,12 @@ static void unlink_call(struct rpc_call *k)
     free(k);
 }
 
+/* Milliseconds to the microsecond. */
+static double ms3(double ms)
+{
+    return round(ms * 1000) / 1000;
+}
+
 static json_t *done_result(const struct rpc_call *k, const struct hd_event *ev)
 {
     const struct hd_usage *u = &ev->usage;
@@ -112,8 +118,8 @@ static json_t *done_result(const struct rpc_call *k, const struct hd_event *ev)
         (json_int_t)ev->id, "text", text, "finish_reason",
         ev->finish_reason ? ev->finish_reason : "stop", "usage", "prompt_tokens", u->prompt_tokens,
         "cached_tokens", u->cached_tokens, "evaluated_tokens", u->evaluated_tokens,
-        "completion_tokens", u->completion_tokens, "timings", "queued_ms", u->queued_ms,
-        "prompt_ms", u->prompt_ms, "generation_ms", u->generation_ms, "prompt_tokens_per_second",
+        "completion_tokens", u->completion_tokens, "timings", "queued_ms", ms3(u->queued_ms),
+        "prompt_ms", ms3(u->prompt_ms), "generation_ms", ms3(u->generation_ms), "prompt_tokens_per_second",
         per_second(u->evaluated_tokens, u->prompt_ms), "generation_tokens_per_second",
         per_second(u->completion_tokens, u->generation_ms));
     if (res && k->chat) {
