@@ -202,9 +202,12 @@ struct hr_host {
      * level: enum hr_log_level. Rate-limited per call. */
     void (*log_message)(const struct hr_host *host, int level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
-    /* realloc() with the host's accounting: ptr NULL allocates, size 0 frees
+    /* realloc() on the host's behalf: ptr NULL allocates, size 0 frees
      * (returns NULL). Returns NULL when out of memory (ptr stays valid).
-     * Plugins may use malloc() too; memory is theirs either way. */
+     * Today this is the C library's realloc; a host may account for or cap
+     * plugin memory through it. Plugins may use malloc() too (the tool host
+     * watches its total memory after every call either way); memory is
+     * theirs to free in both cases. */
     void *(*alloc)(const struct hr_host *host, void *ptr, size_t size);
 
     /* ---- arguments (already validated against the tool's schema) ---- */
