@@ -56,6 +56,7 @@ struct daemon {
     int sigfd;
     bool stopping;
     int64_t stop_deadline;
+    int64_t drain_deadline; /* 0 until the scheduler is idle */
     bool cancelled_all;
 };
 
@@ -118,7 +119,13 @@ static void check_stopped(void *user)
         hd_sched_cancel_all(d->sched);
         d->cancelled_all = true;
     }
-    if (hd_sched_idle(d->sched))
+    if (!hd_sched_idle(d->sched))
+        return;
+    /* the last answers may still sit in socket buffers: give slow readers
+     * a moment (the HTTP frontend flushes its own in ipc_http_free) */
+    if (!d->drain_deadline)
+        d->drain_deadline = hd_now_ms() + 2000;
+    if (!ipc_rpc_output_pending(d->rpc) || hd_now_ms() >= d->drain_deadline)
         hd_loop_quit(d->loop);
 }
 

@@ -104,6 +104,7 @@ struct hd_sched {
     struct hd_loop *loop;
     char *model_path;
     int32_t n_ctx, n_batch, parallel, max_sessions, max_queue, max_per_client, max_prompt;
+    size_t max_piece; /* longest text of one token, in bytes */
     struct hd_gen_params_defaults defaults;
     int efd;
     pthread_t thread;
@@ -807,6 +808,13 @@ int hd_sched_new(struct hr_model *model, const struct hd_sched_params *p, struct
     if (s->n_batch > s->n_ctx)
         s->n_batch = s->n_ctx;
     hr_ctx_set_abort(s->ctx, abort_cb, s);
+    s->max_piece = 1;
+    for (int32_t t = 0; t < hr_vocab_n_tokens(s->vocab); t++) {
+        char buf[8];
+        int64_t n = hr_token_to_piece(s->vocab, t, true, buf, sizeof buf);
+        if (n > (int64_t)s->max_piece)
+            s->max_piece = (size_t)n;
+    }
     s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->efd < 0) {
         rc = -errno;
@@ -935,6 +943,15 @@ static int tokenize(const struct hd_sched *s, const char *text, bool parse_speci
                     int32_t *n_out, struct hr_err *err)
 {
     size_t len = strlen(text);
+    /* A token covers at most max_piece bytes of text, so a text this long
+     * has more tokens than the context holds: refuse it without spending
+     * seconds of the loop thread on tokenizing megabytes. */
+    int32_t limit = s->max_prompt > 0 && s->max_prompt < s->n_ctx ? s->max_prompt : s->n_ctx;
+    if (len / s->max_piece > (size_t)limit)
+        return seterr(err, -E2BIG,
+                      "the prompt (%zu bytes) has more tokens than the context holds (%d): "
+                      "shorten it or raise `context` in the config",
+                      len, s->n_ctx);
     size_t cap = len + 8;
     int32_t *toks = malloc(cap * sizeof *toks);
     if (!toks)

@@ -860,3 +860,13 @@ int ipc_rpc_n_clients(const struct ipc_rpc *r)
 {
     return r ? r->n_conns : 0;
 }
+
+bool ipc_rpc_output_pending(const struct ipc_rpc *r)
+{
+    if (!r)
+        return false;
+    for (const struct rpc_conn *c = r->conns; c; c = c->next)
+        if (!c->dead && c->out_off < c->out_len)
+            return true;
+    return false;
+}

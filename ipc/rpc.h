@@ -14,6 +14,7 @@
 #include "ipc.h"
 
 #include <hearth/hearth.h>
+#include <stdbool.h>
 
 /* The socket protocol's version: grows with every change to the methods,
  * their parameters or results, recorded in docs/api-changes.md. Reported by
@@ -69,5 +70,9 @@ void ipc_rpc_free(struct ipc_rpc *r);
 
 /* Open connections (for status and tests). */
 int ipc_rpc_n_clients(const struct ipc_rpc *r);
+
+/* True while some live connection still has output waiting to be written
+ * (a shutdown waits for it before closing). Accepts NULL (false). */
+bool ipc_rpc_output_pending(const struct ipc_rpc *r);
 
 #endif
