@@ -1,66 +1,36 @@
 /*
- * forward.c — the evaluation context (KV cache, scratch) and the forward
- * pass of the llama / qwen2 / qwen3 graphs (FORMATS.md §4.3–§4.5).
+ * forward.c — the forward pass of the llama / qwen2 / qwen3 graphs
+ * (FORMATS.md §4.3–§4.5) over a planned batch of rows (ctx.h: the rows of
+ * one or more sequences, each at its own positions).
  *
- * Shapes: a batch of T tokens flows as row-major activations [T][width]
+ * Shapes: a pass of T tokens flows as row-major activations [T][width]
  * (one row per token). Matrix products y = W·x quantize each activation row
  * to the weight type's vec_dot_type first, exactly as llama.cpp's CPU
  * backend does, so quantized models see the same activation rounding.
  *
+ * Batch independence: every step computes each row from that row alone
+ * (norms, RoPE at the row's own position, attention over the row's own
+ * sequence) and the matrix kernels compute every output element of a tile
+ * with the same operations whatever the tile's width (quant.h: gemm tiles
+ * are bit-identical to vec_dot on the integer types; the float tiles sum
+ * each element in lanes of its own). Hence a row's logits have the same
+ * bits whether it is evaluated alone or beside other sequences' rows — what
+ * continuous batching relies on (tests/test_batch.c checks it).
+ *
  * KV cache: f32, per layer [n_ctx][n_head_kv*head_dim] for K (after RoPE)
  * and for V — the precision the reference data were produced with.
  *
- * Everything is allocated in hr_ctx_new; hr_ctx_eval allocates nothing.
+ * forward_pass allocates nothing: the context was sized for n_batch rows.
  */
-#include "model.h"
+#include "ctx.h"
 
-#include "err.h"
 #include "arch/vec.h"
 #include "pool.h"
 #include "quant_impl.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-/* The F16 cache stores IEEE binary16 bit patterns, converted with the
- * engine's own round-to-nearest-even helpers (quant_impl.h), as the
- * reference's F16 cache rounds. (_Float16 would be neater, but clang 14
- * does not offer it on x86 without AVX-512 FP16.) */
-typedef uint16_t fp16;
-
-struct hr_ctx {
-    struct hr_model *model;
-    struct pool *pool;
-    const struct vec_kernels *vec;
-    int32_t n_ctx, n_batch, n_past;
-
-    /* [n_layer][n_ctx][n_kv], f32 (the reference's precision) or f16 */
-    bool kv_f16;
-    float *k_cache, *v_cache;
-    fp16 *k16, *v16;
-
-    /* scratch, [n_batch][width] */
-    float *x;    /* residual stream [T][n_embd] */
-    float *xn;   /* normed input [T][n_embd] */
-    float *q;    /* [T][n_q] */
-    float *k;    /* [T][n_kv] */
-    float *v;    /* [T][n_kv] */
-    float *att;  /* attention output [T][n_q] */
-    float *tmp;  /* [T][n_embd] */
-    float *g;    /* [T][n_ff] */
-    float *u;    /* [T][n_ff] */
-    float *scores; /* per thread: running max and sum per head, a V row */
-    void *wdata;   /* quantized activations */
-    size_t wdata_size;
-    float *rope_cos, *rope_sin; /* [T][n_rot/2] for the current batch */
-
-    float *logits; /* [n_batch][n_vocab] */
-    int32_t n_logits;     /* rows kept by the last eval */
-    int32_t n_eval_last;  /* tokens in the last eval call */
-};
 
 /* ---- matrix product ---------------------------------------------------------- */
 
@@ -179,9 +149,9 @@ static void add_bias(float *y, const float *b, int64_t T, int64_t n)
             y[t * n + i] += b[i];
 }
 
-/* cos/sin tables for the batch's positions (FORMATS.md §4.4): θ_i is built
- * iteratively in fp32 (θ_{i+1} = θ_i·base^(−2/n_rot)), divided by the
- * frequency factor, then scaled (linear) or blended (YaRN). */
+/* cos/sin tables for the positions of the pass's rows (FORMATS.md §4.4):
+ * θ_i is built iteratively in fp32 (θ_{i+1} = θ_i·base^(−2/n_rot)),
+ * divided by the frequency factor, then scaled (linear) or blended (YaRN). */
 static void rope_tables(struct hr_ctx *c, int64_t T)
 {
     const struct hparams *hp = &c->model->hp;
@@ -202,7 +172,7 @@ static void rope_tables(struct hr_ctx *c, int64_t T)
         mscale *= 1.0f + 0.1f * logf(1.0f / fs);
     }
     for (int64_t t = 0; t < T; t++) {
-        float theta = (float)(c->n_past + t);
+        float theta = (float)c->row_pos[t];
         for (int64_t i = 0; i < n_half; i++) {
             float th = ff ? theta / ff[i] : theta;
             float th_int = fs * th;
@@ -270,13 +240,15 @@ __attribute__((always_inline)) static inline float dot_f16(const float *a, const
 
 struct attn_job {
     struct hr_ctx *c;
-    int64_t layer, T;
+    int64_t layer;
 };
 
-/* One task = one (token, KV head): the query heads that share the KV head
+/* One task = one (row, KV head): the query heads that share the KV head
  * (GQA) are handled together, so each cached key and value row is read once
- * for all of them. Per query head h at position pos, with an online softmax
- * over p = 0..pos (the reference's flash-attention order):
+ * for all of them. The row attends to its own sequence's cache, positions
+ * 0..pos (pos = its own position; rows of other sequences in the pass are
+ * never seen). Per query head h, with an online softmax over p = 0..pos
+ * (the reference's flash-attention order):
  *   s = (q_h·k_p)/√d; if s > M: rescale o by e^(M−s), M = s, w = 1
  *   else w = e^(s−M);  o += w·v_p;  S = S·rescale + w;   finally o /= S. */
 HR_CLONES
@@ -288,8 +260,9 @@ static void attn_task(void *arg, int64_t task, int thread)
     int64_t hd = hp->head_dim, n_kv = hp->n_head_kv * hd;
     int64_t group = hp->n_head / hp->n_head_kv;
     int64_t t = task / hp->n_head_kv, kvh = task % hp->n_head_kv;
-    int64_t n_pos = c->n_past + t + 1;
-    size_t base = (size_t)(j->layer * (int64_t)c->n_ctx * n_kv + kvh * hd);
+    const struct hr_seq *sq = c->items[c->row_item[t]].seq;
+    int64_t n_pos = (int64_t)c->row_pos[t] + 1;
+    size_t base = (size_t)(j->layer * (int64_t)sq->n_ctx * n_kv + kvh * hd);
     float *ms = c->scores + (int64_t)thread * (2 * group + hd); /* M, S per head */
     float *vrow = ms + 2 * group;                               /* [hd] */
     float scale = 1.0f / sqrtf((float)hd);
@@ -308,14 +281,14 @@ static void attn_task(void *arg, int64_t task, int thread)
         const float *v;
         if (c->kv_f16) {
             for (int64_t i = 0; i < hd; i++)
-                vrow[i] = quant_f16_to_f32(c->v16[off + i]);
+                vrow[i] = quant_f16_to_f32(sq->v16[off + i]);
             v = vrow;
         } else {
-            v = c->v_cache + off;
+            v = sq->v_cache + off;
         }
         for (int64_t g = 0; g < group; g++) {
-            float s = (c->kv_f16 ? dot_f16(q0 + g * hd, c->k16 + off, hd)
-                                 : vk->dot_f32(q0 + g * hd, c->k_cache + off, hd)) *
+            float s = (c->kv_f16 ? dot_f16(q0 + g * hd, sq->k16 + off, hd)
+                                 : vk->dot_f32(q0 + g * hd, sq->k_cache + off, hd)) *
                       scale;
             float *o = o0 + g * hd, m_old = ms[2 * g], rescale = 1.0f, w = 1.0f;
             if (s > m_old) {
@@ -336,39 +309,55 @@ static void attn_task(void *arg, int64_t task, int thread)
     }
 }
 
-/* Appends the batch's K and V rows [T][n_kv] to layer il of the cache. */
-static void kv_store(struct hr_ctx *c, int64_t il, int64_t T)
+/* Writes the pass's K and V rows [T][n_kv] to layer il of each item's
+ * sequence, at the positions n_past .. n_past+n−1 (n_past itself moves only
+ * when the whole pass has run). */
+static void kv_store(struct hr_ctx *c, int64_t il)
 {
     int64_t n_kv = c->model->hp.n_head_kv * c->model->hp.head_dim;
-    size_t off = (size_t)((il * c->n_ctx + c->n_past) * n_kv), n = (size_t)(T * n_kv);
-    if (c->kv_f16) {
-        for (size_t i = 0; i < n; i++) {
-            c->k16[off + i] = quant_f32_to_f16(c->k[i]);
-            c->v16[off + i] = quant_f32_to_f16(c->v[i]);
+    for (int32_t i = 0; i < c->n_items; i++) {
+        const struct fwd_item *it = &c->items[i];
+        struct hr_seq *sq = it->seq;
+        size_t off = (size_t)((il * sq->n_ctx + sq->n_past) * n_kv), n = (size_t)(it->n * n_kv);
+        const float *k = c->k + (size_t)it->row0 * (size_t)n_kv;
+        const float *v = c->v + (size_t)it->row0 * (size_t)n_kv;
+        if (c->kv_f16) {
+            for (size_t e = 0; e < n; e++) {
+                sq->k16[off + e] = quant_f32_to_f16(k[e]);
+                sq->v16[off + e] = quant_f32_to_f16(v[e]);
+            }
+        } else {
+            memcpy(sq->k_cache + off, k, n * sizeof(float));
+            memcpy(sq->v_cache + off, v, n * sizeof(float));
         }
-    } else {
-        memcpy(c->k_cache + off, c->k, n * sizeof(float));
-        memcpy(c->v_cache + off, c->v, n * sizeof(float));
     }
 }
 
-/* ---- one batch ------------------------------------------------------------------------ */
+/* ---- one pass ------------------------------------------------------------------------- */
 
-static void eval_batch(struct hr_ctx *c, const int32_t *tokens, int64_t T, bool all_logits)
+static bool aborted(const struct hr_ctx *c)
+{
+    return c->abort_fn && c->abort_fn(c->abort_user);
+}
+
+int forward_pass(struct hr_ctx *c, int32_t n_rows)
 {
     const struct hr_model *m = c->model;
     const struct hparams *hp = &m->hp;
-    int64_t n_embd = hp->n_embd, hd = hp->head_dim;
+    int64_t T = n_rows, n_embd = hp->n_embd, hd = hp->head_dim;
     int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd, n_ff = hp->n_ff;
 
     /* embeddings: dequantized rows, no scaling */
     const struct quant_kernels *ek = m->tok_embd.k;
     for (int64_t t = 0; t < T; t++)
-        ek->to_float((const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_size,
+        ek->to_float((const char *)m->tok_embd.data +
+                         (size_t)c->row_tok[t] * m->tok_embd.row_size,
                      c->x + t * n_embd, n_embd);
     rope_tables(c, T);
 
     for (int64_t il = 0; il < hp->n_layer; il++) {
+        if (aborted(c))
+            return -ECANCELED;
         const struct layer *l = &m->layers[il];
         for (int64_t t = 0; t < T; t++)
             rmsnorm(c->xn + t * n_embd, c->x + t * n_embd, l->attn_norm, n_embd, hp->eps);
@@ -386,9 +375,9 @@ static void eval_batch(struct hr_ctx *c, const int32_t *tokens, int64_t T, bool 
         }
         rope_apply(c, c->q, T, hp->n_head);
         rope_apply(c, c->k, T, hp->n_head_kv);
-        kv_store(c, il, T);
+        kv_store(c, il);
 
-        struct attn_job aj = {c, il, T};
+        struct attn_job aj = {c, il};
         pool_run(c->pool, attn_task, &aj, T * hp->n_head_kv);
 
         matmul(c, &l->wo, c->att, c->tmp, T);
@@ -408,172 +397,16 @@ static void eval_batch(struct hr_ctx *c, const int32_t *tokens, int64_t T, bool 
         for (int64_t i = 0; i < T * n_embd; i++)
             c->x[i] += c->tmp[i];
     }
+    if (aborted(c))
+        return -ECANCELED;
 
-    int64_t first = all_logits ? 0 : T - 1;
-    int64_t n_out = T - first;
-    for (int64_t t = 0; t < n_out; t++)
-        rmsnorm(c->xn + t * n_embd, c->x + (first + t) * n_embd, m->output_norm, n_embd, hp->eps);
-    matmul(c, &m->output, c->xn, c->logits, n_out);
-    add_bias(c->logits, m->output_bias, n_out, hp->n_vocab);
-    c->n_logits = (int32_t)n_out;
-    c->n_past += (int32_t)T;
-}
-
-/* ---- context ------------------------------------------------------------------------- */
-
-int hr_ctx_new(struct hr_model *m, const struct hr_ctx_params *params, struct hr_ctx **out,
-               struct hr_err *err)
-{
-    hr_err_clear(err);
-    if (m->vocab_only)
-        return hr_err_set(err, -EINVAL, -1, "model was loaded vocab-only: it cannot evaluate");
-    const struct hparams *hp = &m->hp;
-    struct hr_ctx *c = calloc(1, sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    c->model = m;
-    c->vec = vec_kernels();
-    c->n_ctx = params && params->n_ctx > 0 ? params->n_ctx
-               : hp->n_ctx_train < 4096 ? (int32_t)hp->n_ctx_train : 4096;
-    c->n_batch = params && params->n_batch > 0 ? params->n_batch : 512;
-    if (c->n_batch > c->n_ctx)
-        c->n_batch = c->n_ctx;
-    int n_threads = params && params->n_threads > 0 ? params->n_threads : 0;
-    if (n_threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n > 0 ? (int)n : 1;
-    }
-    int rc = pool_new(n_threads, &c->pool);
-    if (rc < 0)
-        goto fail;
-
-    int64_t T = c->n_batch, hd = hp->head_dim;
-    int64_t n_embd = hp->n_embd, n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd;
-    int64_t n_ff = hp->n_ff, n_vocab = hp->n_vocab;
-    size_t cache = (size_t)hp->n_layer * (size_t)c->n_ctx * (size_t)n_kv;
-    int64_t max_in = n_embd > n_q ? n_embd : n_q;
-    if (n_ff > max_in)
-        max_in = n_ff;
-    c->wdata_size = (size_t)T * (size_t)max_in * 4 + 4096;
-    rc = -ENOMEM;
-    c->kv_f16 = params && params->kv_type == HR_TYPE_F16;
-    if (params && params->kv_type != HR_TYPE_F32 && params->kv_type != HR_TYPE_F16) {
-        hr_ctx_free(c);
-        return hr_err_set(err, -EINVAL, -1, "unsupported KV cache type %s (use f32 or f16)",
-                          hr_type_name(params->kv_type) ? hr_type_name(params->kv_type) : "?");
-    }
-    if (c->kv_f16 ? !(c->k16 = calloc(cache, sizeof(fp16))) ||
-                        !(c->v16 = calloc(cache, sizeof(fp16)))
-                  : !(c->k_cache = calloc(cache, sizeof(float))) ||
-                        !(c->v_cache = calloc(cache, sizeof(float))))
-        goto fail;
-    if (!(c->x = malloc((size_t)(T * n_embd) * sizeof(float))) ||
-        !(c->xn = malloc((size_t)(T * n_embd) * sizeof(float))) ||
-        !(c->tmp = malloc((size_t)(T * n_embd) * sizeof(float))) ||
-        !(c->q = malloc((size_t)(T * n_q) * sizeof(float))) ||
-        !(c->att = malloc((size_t)(T * n_q) * sizeof(float))) ||
-        !(c->k = malloc((size_t)(T * n_kv) * sizeof(float))) ||
-        !(c->v = malloc((size_t)(T * n_kv) * sizeof(float))) ||
-        !(c->g = malloc((size_t)(T * n_ff) * sizeof(float))) ||
-        !(c->u = malloc((size_t)(T * n_ff) * sizeof(float))) ||
-        !(c->scores = malloc((size_t)n_threads *
-                             (size_t)(2 * hp->n_head / hp->n_head_kv + hd) * sizeof(float))) ||
-        !(c->wdata = malloc(c->wdata_size)) ||
-        !(c->rope_cos = malloc((size_t)(T * hp->n_rot / 2) * sizeof(float))) ||
-        !(c->rope_sin = malloc((size_t)(T * hp->n_rot / 2) * sizeof(float))) ||
-        !(c->logits = malloc((size_t)T * (size_t)n_vocab * sizeof(float))))
-        goto fail;
-    *out = c;
+    /* the output head, on the kept rows only */
+    for (int32_t i = 0; i < c->n_out; i++)
+        rmsnorm(c->xn + (int64_t)i * n_embd, c->x + (int64_t)c->out_rows[i] * n_embd,
+                m->output_norm, n_embd, hp->eps);
+    matmul(c, &m->output, c->xn, c->logits, c->n_out);
+    add_bias(c->logits, m->output_bias, c->n_out, hp->n_vocab);
+    for (int32_t i = 0; i < c->n_items; i++)
+        c->items[i].seq->n_past += c->items[i].n;
     return 0;
-fail:
-    hr_err_set(err, rc, -1, "cannot allocate a context of %d tokens (%s)", c->n_ctx,
-               rc == -ENOMEM ? "out of memory" : "thread creation failed");
-    hr_ctx_free(c);
-    return rc;
-}
-
-void hr_ctx_free(struct hr_ctx *c)
-{
-    if (!c)
-        return;
-    pool_free(c->pool);
-    free(c->k_cache);
-    free(c->v_cache);
-    free(c->k16);
-    free(c->v16);
-    free(c->x);
-    free(c->xn);
-    free(c->tmp);
-    free(c->q);
-    free(c->att);
-    free(c->k);
-    free(c->v);
-    free(c->g);
-    free(c->u);
-    free(c->scores);
-    free(c->wdata);
-    free(c->rope_cos);
-    free(c->rope_sin);
-    free(c->logits);
-    free(c);
-}
-
-int hr_ctx_eval(struct hr_ctx *c, const int32_t *tokens, int32_t n, bool all_logits,
-                struct hr_err *err)
-{
-    hr_err_clear(err);
-    int64_t n_vocab = c->model->hp.n_vocab;
-    if (n <= 0)
-        return hr_err_set(err, -EINVAL, -1, "nothing to evaluate (%d tokens)", n);
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= n_vocab)
-            return hr_err_set(err, -EINVAL, -1,
-                              "token id %d at position %d is out of range (vocabulary has %lld "
-                              "tokens)",
-                              tokens[i], i, (long long)n_vocab);
-    if ((int64_t)c->n_past + n > c->n_ctx)
-        return hr_err_set(err, -ENOSPC, -1,
-                          "context is full: %d tokens cached, %d more do not fit in %d "
-                          "(room for %d)",
-                          c->n_past, n, c->n_ctx, c->n_ctx - c->n_past);
-    if (all_logits && n > c->n_batch)
-        return hr_err_set(err, -EINVAL, -1,
-                          "all logits of %d tokens requested but the batch size is %d", n,
-                          c->n_batch);
-    c->n_eval_last = n;
-    for (int32_t done = 0; done < n;) {
-        int32_t T = n - done < c->n_batch ? n - done : c->n_batch;
-        eval_batch(c, tokens + done, T, all_logits);
-        done += T;
-    }
-    return 0;
-}
-
-const float *hr_ctx_logits(const struct hr_ctx *c, int32_t i)
-{
-    if (c->n_logits == 0)
-        return NULL;
-    /* the kept rows are tokens [n_eval_last - n_logits, n_eval_last) */
-    int32_t row = i < 0 ? c->n_logits - 1 : i - (c->n_eval_last - c->n_logits);
-    if (row < 0 || row >= c->n_logits)
-        return NULL;
-    return c->logits + (size_t)row * (size_t)c->model->hp.n_vocab;
-}
-
-int32_t hr_ctx_n_past(const struct hr_ctx *c)
-{
-    return c->n_past;
-}
-
-int32_t hr_ctx_n_ctx(const struct hr_ctx *c)
-{
-    return c->n_ctx;
-}
-
-void hr_ctx_truncate(struct hr_ctx *c, int32_t n_past)
-{
-    if (n_past < 0)
-        n_past = 0;
-    if (n_past < c->n_past)
-        c->n_past = n_past;
 }

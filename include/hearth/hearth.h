@@ -9,7 +9,8 @@
  *
  * Threading: a struct hr_model is immutable after load and may be shared by
  * any number of contexts on any threads. A struct hr_ctx (KV cache, scratch
- * buffers, logits) and a struct hr_sampler belong to one thread at a time.
+ * buffers, logits) with its sequences, and a struct hr_sampler, belong to
+ * one thread at a time.
  *
  * Versions: HR_API_VERSION grows with every change to this header, recorded
  * in docs/api-changes.md.
@@ -25,7 +26,7 @@
 extern "C" {
 #endif
 
-#define HR_API_VERSION 2
+#define HR_API_VERSION 3
 
 /* ---- errors --------------------------------------------------------------- */
 
@@ -146,6 +147,55 @@ int32_t hr_ctx_n_past(const struct hr_ctx *ctx);
 int32_t hr_ctx_n_ctx(const struct hr_ctx *ctx);
 /* Forgets the cache after position n_past (0 clears it). */
 void hr_ctx_truncate(struct hr_ctx *ctx, int32_t n_past);
+
+/* ---- sequences and batched evaluation --------------------------------------- */
+
+/* A context evaluates its default sequence (hr_ctx_eval above) and any
+ * number of sequences of its own, several of them in one pass: the matrix
+ * products run over the tokens of all of them together, attention per
+ * sequence. A token's logits do not depend on what else is in the pass nor
+ * on how its sequence was split into calls: they are the same bits as
+ * evaluating the sequence alone with hr_ctx_eval (so greedy outputs of
+ * concurrent sessions equal single-session ones). */
+struct hr_seq;
+
+/* A sequence: its own KV cache of n_ctx tokens (0 = the ctx's n_ctx) for
+ * ctx's model, in ctx's KV type, empty. Evaluated with hr_ctx_eval_batch on
+ * ctx. Owned: free with hr_seq_free (before ctx). The cache's pages are
+ * touched (take memory) only as positions are filled. Errors: -EINVAL
+ * (n_ctx < 0), -ENOMEM. */
+int hr_seq_new(struct hr_ctx *ctx, int32_t n_ctx, struct hr_seq **out, struct hr_err *err);
+void hr_seq_free(struct hr_seq *seq);
+int32_t hr_seq_n_past(const struct hr_seq *seq);
+int32_t hr_seq_n_ctx(const struct hr_seq *seq);
+void hr_seq_truncate(struct hr_seq *seq, int32_t n_past); /* forget positions >= n_past */
+
+struct hr_batch_item {
+    struct hr_seq *seq;     /* each seq at most once per call */
+    const int32_t *tokens;  /* evaluated at positions seq n_past .. n_past+n-1 */
+    int32_t n;
+    const float *logits;    /* out: logits of the item's last token, [n_vocab]; borrowed, valid
+                               until the next evaluation on ctx */
+};
+
+/* Evaluates the tokens of several sequences in one pass and appends them to
+ * their caches. The total token count must be <= the ctx's n_batch (-EINVAL
+ * otherwise). Errors as hr_ctx_eval, the message naming the item ("item 2:
+ * token id ... out of range", "item 1: context is full ..."): -EINVAL (a
+ * token out of range, n <= 0, no seq, a seq of another ctx or listed twice,
+ * too many tokens), -ENOSPC (a sequence is full); on any error nothing is
+ * evaluated and no cache changes. -ECANCELED: see hr_ctx_set_abort. After
+ * this call hr_ctx_logits returns NULL (it answers for hr_ctx_eval). */
+int hr_ctx_eval_batch(struct hr_ctx *ctx, struct hr_batch_item *items, int32_t n_items,
+                      struct hr_err *err);
+
+/* Cancellation: fn is polled between layers of every evaluation on ctx
+ * (also hr_ctx_eval); when it returns true the evaluation stops and returns
+ * -ECANCELED, and every sequence keeps the n_past it had before the call
+ * (the logits of earlier calls are gone: hr_ctx_logits returns NULL). fn
+ * runs on the evaluating thread. NULL removes it. */
+typedef bool (*hr_abort_fn)(void *user);
+void hr_ctx_set_abort(struct hr_ctx *ctx, hr_abort_fn fn, void *user);
 
 /* ---- sampling --------------------------------------------------------------- */
 
