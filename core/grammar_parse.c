@@ -433,8 +433,9 @@ static int parse_class(struct parser *ps, uint32_t rule, const char **sp)
     if (n == 0 && !neg)
         return fail(ps, (size_t)(open - ps->src), -EINVAL, "empty character class");
     /* sort and merge overlapping or adjacent ranges */
-    uint32_t *r = ps->ranges + 2 * first;
-    qsort(r, n, 2 * sizeof *r, cmp_range);
+    uint32_t *r = n ? ps->ranges + 2 * first : NULL; /* [^] has none */
+    if (n)
+        qsort(r, n, 2 * sizeof *r, cmp_range);
     uint32_t m = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (m > 0 && r[2 * i] <= r[2 * (m - 1) + 1] + 1) {

@@ -537,7 +537,7 @@ static int string(struct conv *c, json_t *s, struct sb *out)
         }
         /* other formats (email, uri, ...) are annotations: any string */
     }
-    int64_t min, max;
+    int64_t min = 0, max = -1;
     int rc = count_kw(c, s, "minLength", 0, &min);
     if (rc == 0)
         rc = count_kw(c, s, "maxLength", -1, &max);
@@ -613,7 +613,7 @@ static int array(struct conv *c, json_t *s, const char *name, struct sb *out)
                 path_pop(c, mark);
         }
     } else if (rc == 0) {
-        int64_t min, max;
+        int64_t min = 0, max = -1;
         rc = count_kw(c, s, "minItems", 0, &min);
         if (rc == 0)
             rc = count_kw(c, s, "maxItems", -1, &max);
@@ -660,6 +660,48 @@ static int array(struct conv *c, json_t *s, const char *name, struct sb *out)
 
 /* ---- objects ----------------------------------------------------------------------------------- */
 
+/* How deeply parentheses nest in the GBNF expression s[0..n) (literals and
+ * classes skipped). The parser allows GRAMMAR_MAX_NESTING levels. */
+static int nesting(const char *s, size_t n)
+{
+    int d = 0, max = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '"' || ch == '[') {
+            char close = ch == '"' ? '"' : ']';
+            for (i++; i < n && s[i] != close; i++)
+                if (s[i] == '\\')
+                    i++;
+        } else if (ch == '(') {
+            if (++d > max)
+                max = d;
+        } else if (ch == ')') {
+            d--;
+        }
+    }
+    return max;
+}
+
+/* Expressions nested deeper than this are moved into rules of their own. */
+#define NEST_SPLIT 48
+
+/* Moves out->s[from ..] into a new rule (named after `name`) when it nests
+ * too deeply, leaving the rule's name in its place. */
+static int split_deep(struct conv *c, struct sb *out, size_t from, const char *name)
+{
+    if (out->oom || out->n <= from || nesting(out->s + from, out->n - from) <= NEST_SPLIT)
+        return 0;
+    char got[256], nm[300];
+    snprintf(nm, sizeof nm, "%s-part", name);
+    int rc = add_rule(c, nm, out->s + from, false, got, sizeof got);
+    if (rc < 0)
+        return rc;
+    out->n = from;
+    out->s[from] = '\0';
+    sb_puts(out, got);
+    return 0;
+}
+
 /* Bytes in the UTF-8 character that starts with lead byte b. */
 static size_t u8len(unsigned char b)
 {
@@ -671,7 +713,8 @@ static size_t u8len(unsigned char b)
  * written as nested alternatives — follow a key by its next character,
  * leave the trie by any other character or an escape (then anything may
  * follow), or end, unless a key ends here. Its size is that of the keys. */
-static void not_keys(struct sb *b, const char **keys, size_t n, size_t depth, int level)
+static void not_keys(struct conv *c, const char *name, struct sb *b, const char **keys, size_t n,
+                     size_t depth, int level)
 {
     const char **sub = malloc((n + 1) * sizeof *sub);
     const char **chars = malloc((n + 1) * sizeof *chars); /* distinct next characters */
@@ -702,7 +745,10 @@ static void not_keys(struct sb *b, const char **keys, size_t n, size_t depth, in
                 sub[m++] = keys[i];
         sb_lit(b, chars[j], len);
         sb_puts(b, " ");
-        not_keys(b, sub, m, depth + len, level + 1);
+        size_t from = b->n;
+        not_keys(c, name, b, sub, m, depth + len, level + 1);
+        if (split_deep(c, b, from, name) < 0)
+            b->oom = true; /* c->rc says why */
         sb_puts(b, " | ");
     }
     /* leave the trie: a plain character none of the keys has here */
@@ -854,7 +900,9 @@ static int additional_rule(struct conv *c, const char *nm, json_t *addl,
         }
         if (rc == 0) {
             sb_puts(&kb, "\"\\\"\" ");
-            not_keys(&kb, (const char **)esc, n, 0, 0);
+            char kn[300];
+            snprintf(kn, sizeof kn, "%s-key", nm);
+            not_keys(c, kn, &kb, (const char **)esc, n, 0, 0);
             sb_puts(&kb, " \"\\\"\" space \":\" space ");
         }
     }
@@ -1177,7 +1225,18 @@ static const char *const unsupported[] = {
     "dependentRequired", "dependencies", "unevaluatedItems", "contains",
 };
 
+static int visit_expr(struct conv *c, json_t *s, const char *name, const char *type,
+                      struct sb *out);
+
 static int visit(struct conv *c, json_t *s, const char *name, const char *type, struct sb *out)
+{
+    size_t from = out->n;
+    int rc = visit_expr(c, s, name, type, out);
+    return rc < 0 ? rc : split_deep(c, out, from, name);
+}
+
+static int visit_expr(struct conv *c, json_t *s, const char *name, const char *type,
+                      struct sb *out)
 {
     if (c->depth >= MAX_DEPTH)
         return fail(c, -E2BIG, "schema nested too deeply (more than %d levels)", MAX_DEPTH);
