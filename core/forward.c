@@ -17,8 +17,9 @@
  * bits whether it is evaluated alone or beside other sequences' rows — what
  * continuous batching relies on (tests/test_batch.c checks it).
  *
- * KV cache: f32, per layer [n_ctx][n_head_kv*head_dim] for K (after RoPE)
- * and for V — the precision the reference data were produced with.
+ * KV cache (one per sequence): per layer [n_ctx][n_head_kv*head_dim] for K
+ * (after RoPE) and for V, f32 — the precision the reference data were
+ * produced with — or f16.
  *
  * forward_pass allocates nothing: the context was sized for n_batch rows.
  */
