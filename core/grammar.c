@@ -67,6 +67,7 @@ struct tpiece {
     const char *s;
     uint32_t len;
     int32_t id;
+    uint64_t key; /* the first 8 bytes, big-endian, zero-padded: the radix sort key */
 };
 
 struct hr_grammar {
@@ -556,6 +557,49 @@ static int cmp_piece(const void *a, const void *b)
     return x->len < y->len ? -1 : x->len > y->len;
 }
 
+/* Sorts the texts: a stable LSD radix sort on their first 8 bytes, then a
+ * comparison sort inside each run of equal keys (texts sharing 8 bytes).
+ * ~10x faster than qsort on 150k texts. The walk is correct for any order
+ * (its shared prefixes are measured, not assumed); sorting only makes them
+ * long. */
+static int sort_pieces(struct tpiece *p, uint32_t n)
+{
+    struct tpiece *tmp = malloc(((size_t)n + 1) * sizeof *tmp);
+    if (!tmp)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t k = 0;
+        for (uint32_t b = 0; b < 8; b++)
+            k = (k << 8) | (b < p[i].len ? (uint8_t)p[i].s[b] : 0u);
+        p[i].key = k;
+    }
+    struct tpiece *src = p, *dst = tmp;
+    for (unsigned shift = 0; shift < 64; shift += 8) {
+        uint32_t count[257] = {0};
+        for (uint32_t i = 0; i < n; i++)
+            count[((src[i].key >> shift) & 0xff) + 1]++;
+        if (count[((src[0].key >> shift) & 0xff) + 1] == n)
+            continue; /* every key has the same byte here */
+        for (int d = 0; d < 256; d++)
+            count[d + 1] += count[d];
+        for (uint32_t i = 0; i < n; i++)
+            dst[count[(src[i].key >> shift) & 0xff]++] = src[i];
+        struct tpiece *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != p)
+        memcpy(p, src, (size_t)n * sizeof *p);
+    free(tmp);
+    for (uint32_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && p[j].key == p[i].key; j++)
+            ;
+        if (j - i > 1)
+            qsort(p + i, j - i, sizeof *p, cmp_piece);
+    }
+    return 0;
+}
+
 static int build_sorted(struct hr_grammar *g)
 {
     uint32_t n = 0, max_len = 0;
@@ -570,11 +614,12 @@ static int build_sorted(struct hr_grammar *g)
         uint32_t len = g->off[t + 1] - g->off[t];
         if (g->eog[t] || len == 0)
             continue;
-        g->sorted[n++] = (struct tpiece){g->text + g->off[t], len, t};
+        g->sorted[n++] = (struct tpiece){g->text + g->off[t], len, t, 0};
         if (len > max_len)
             max_len = len;
     }
-    qsort(g->sorted, n, sizeof *g->sorted, cmp_piece);
+    if (sort_pieces(g->sorted, n) < 0)
+        return -ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t l = 0;
         if (i > 0) {
