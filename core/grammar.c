@@ -181,6 +181,8 @@ static bool class_has(const struct grules *r, const struct gclass *c, uint32_t c
 {
     if (cp < 128)
         return (c->ascii[cp >> 6] >> (cp & 63)) & 1;
+    if (c->n == 0)
+        return c->neg; /* [^] (a grammar may have no range table at all) */
     const uint32_t *rg = r->ranges + 2 * c->first;
     uint32_t lo = 0, hi = c->n;
     while (lo < hi) { /* first range whose hi >= cp */
@@ -215,6 +217,8 @@ static bool term_match_range(const struct grules *r, const struct gelem *e, uint
     if (e->type != GE_CLASS)
         return false;
     const struct gclass *c = &r->cls[e->val];
+    if (c->n == 0)
+        return c->neg;
     const uint32_t *rg = r->ranges + 2 * c->first;
     for (uint32_t i = 0; i < c->n; i++) {
         bool meets = rg[2 * i] <= hi && rg[2 * i + 1] >= lo;

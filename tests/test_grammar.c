@@ -158,6 +158,10 @@ Test(parse, syntax_accepted)
                       "\n\t\r\\\"Aé😀"));
     cr_assert(matches("root ::= [\\]\\[\\-^]+", "]-[^"));
     cr_assert(matches("root ::= [-a]+ [b-]", "a-a-"));
+    /* [^] is any character, also in a grammar with no other class */
+    cr_assert(matches("root ::= [^]+", "aé😀"));
+    cr_assert(matches("root ::= [^] \"x\"?", "é"));
+    cr_assert(prefix_ok("root ::= [^] \"x\"?", "\xc3"));
     /* an empty rule and empty alternatives */
     cr_assert(matches("root ::= ", ""));
     cr_assert(matches("root ::= \"a\" | ", ""));
