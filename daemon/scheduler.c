@@ -611,9 +611,14 @@ static void sample_next(struct hd_sched *s, struct req *r, const float *logits)
     if (!r->t_first)
         r->t_first = now_ms();
     int32_t tok = hr_sampler_sample(r->smp, logits);
-    if (tok < 0) { /* the grammar allows no token at all: it is complete */
+    if (tok == -ENOENT) { /* the grammar allows no token at all: it is complete */
         emit(s, r, r->len, true);
         finish(s, r, "stop", 0, NULL);
+        return;
+    }
+    if (tok < 0) {
+        finish(s, r, NULL, tok, tok == -ENOMEM ? "out of memory while sampling"
+                                               : "the sampler failed");
         return;
     }
     hr_sampler_accept_generated(r->smp, tok);
