@@ -22,6 +22,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_lora(int argc, char **argv);
 /* cmd_client.c: clients of a running hearthd */
 int cmd_ask(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
@@ -41,5 +42,13 @@ double cli_now(void);
 /* Loads a model or dies with a one-line error naming the file (and byte
  * offset for malformed files). verbose: print the load time to stderr. */
 struct hr_model *cli_load_model(const char *path, bool vocab_only, bool verbose);
+
+/* cmd_lora.c: `--lora FILE[:SCALE]` (scale 1 when omitted; a suffix that is
+ * not a number is part of the file name). parse: *path owned (free()).
+ * load: loads every spec for m or dies naming the file; returns n uses
+ * (free with cli_lora_free). */
+void cli_lora_parse(const char *flag, const char *spec, char **path, float *scale);
+struct hr_lora_use *cli_lora_load(struct hr_model *m, char **specs, int n);
+void cli_lora_free(struct hr_lora_use *uses, int n);
 
 #endif

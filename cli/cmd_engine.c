@@ -3,9 +3,9 @@
  *
  *   hearth generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
  *                   [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]
- *                   [--cache-type f32|f16]
+ *                   [--cache-type f32|f16] [--lora FILE[:SCALE]]...
  *   hearth tokenize -m MODEL -p TEXT
- *   hearth logits   -m MODEL --tokens ID,ID,... -o FILE [-t THREADS]
+ *   hearth logits   -m MODEL --tokens ID,ID,... -o FILE [-t THREADS] [--lora FILE[:SCALE]]...
  *
  * stdout carries only the result (the continuation, the ids, nothing for
  * logits); load time and speed go to stderr.
@@ -30,12 +30,16 @@ struct opts {
     uint32_t cache_type; /* HR_TYPE_F32 or HR_TYPE_F16 */
     unsigned long long seed;
     int have_seed;
+    char **loras; /* --lora specs, in order ([argc]) */
+    int n_loras;
 };
 
 static void parse_opts(int argc, char **argv, struct opts *o)
 {
     *o = (struct opts){.n_predict = 128, .temp = -1, .top_k = -1, .top_p = -1, .min_p = -1,
                        .repeat_penalty = -1};
+    if (!(o->loras = calloc((size_t)argc, sizeof *o->loras)))
+        cli_die(1, "out of memory");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -52,6 +56,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
             o->prompt = v;
         else if (!strcmp(a, "--tokens"))
             o->tokens = v;
+        else if (!strcmp(a, "--lora"))
+            o->loras[o->n_loras++] = argv[i];
         else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
             o->output = v;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
@@ -172,6 +178,9 @@ int cmd_generate(int argc, char **argv)
     int rc = hr_ctx_new(m, &cp, &ctx, &err);
     if (rc < 0)
         cli_die(1, "%s", err.msg);
+    struct hr_lora_use *loras = cli_lora_load(m, o->loras, o->n_loras);
+    if ((rc = hr_ctx_set_loras(ctx, loras, o->n_loras, &err)) < 0)
+        cli_die(1, "%s", err.msg);
 
     uint64_t seed = o->seed;
     if (!o->have_seed && getrandom(&seed, sizeof seed, 0) != sizeof seed)
@@ -226,6 +235,8 @@ int cmd_generate(int argc, char **argv)
             (t2 - t1) * 1e3, n_gen > 0 ? (double)n_gen / (t2 - t1) : 0.0);
     hr_sampler_free(smp);
     hr_ctx_free(ctx);
+    cli_lora_free(loras, o->n_loras);
+    free(o->loras);
     free(prompt);
     hr_model_free(m);
     return 0;
@@ -244,6 +255,7 @@ int cmd_tokenize(int argc, char **argv)
         printf(i ? " %d" : "%d", ids[i]);
     putchar('\n');
     free(ids);
+    free(o->loras);
     hr_model_free(m);
     return 0;
 }
@@ -290,6 +302,9 @@ int cmd_logits(int argc, char **argv)
     struct hr_err err;
     if (hr_ctx_new(m, &cp, &ctx, &err) < 0)
         cli_die(1, "%s", err.msg);
+    struct hr_lora_use *loras = cli_lora_load(m, o->loras, o->n_loras);
+    if (hr_ctx_set_loras(ctx, loras, o->n_loras, &err) < 0)
+        cli_die(1, "%s", err.msg);
     if (hr_ctx_eval(ctx, ids, (int32_t)n, true, &err) < 0)
         cli_die(1, "%s", err.msg);
     FILE *f = fopen(o->output, "wb");
@@ -303,6 +318,8 @@ int cmd_logits(int argc, char **argv)
         cli_die(1, "%s: %s", o->output, strerror(errno));
     fprintf(stderr, "hearth: wrote %zu x %d logits to %s\n", n, n_vocab, o->output);
     hr_ctx_free(ctx);
+    cli_lora_free(loras, o->n_loras);
+    free(o->loras);
     hr_model_free(m);
     free(ids);
     return 0;

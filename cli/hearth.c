@@ -16,12 +16,13 @@ static const struct command {
     {"generate", cmd_generate,
      "generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
      "           [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--cache-type f32|f16]\n"
+     "           [--lora FILE[:SCALE]]...\n"
      "      continue PROMPT with up to N tokens (default 128; --temp 0 is greedy)"},
     {"tokenize", cmd_tokenize,
      "tokenize -m MODEL -p TEXT\n"
      "      print the token ids of TEXT (BOS included when the model adds it)"},
     {"logits", cmd_logits,
-     "logits -m MODEL --tokens ID,ID,... -o FILE [-t THREADS]\n"
+     "logits -m MODEL --tokens ID,ID,... -o FILE [-t THREADS] [--lora FILE[:SCALE]]...\n"
      "      evaluate the tokens as one batch; write float32 logits [n_tokens][n_vocab]"},
     {"bench", cmd_bench,
      "bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r REPS] [--json] [--no-limits]\n"
@@ -37,6 +38,11 @@ static const struct command {
      "quantize IN OUT TYPE [-t THREADS]\n"
      "      convert an F32/F16/BF16 model to TYPE as llama-quantize does: f32 f16 bf16 q8_0\n"
      "      q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k"},
+    {"lora", cmd_lora,
+     "lora merge BASE ADAPTER[:SCALE]... -o OUT [--type T] [-t THREADS]\n"
+     "      fold LoRA adapters into a model file (each tensor requantized to its type, or T)\n"
+     "  lora import DIR -m BASE -o OUT.gguf\n"
+     "      convert a PEFT adapter (adapter_config.json + adapter_model.safetensors) to GGUF"},
     {"ask", cmd_ask,
      "ask [--socket PATH] [--session S] [-n|--max-tokens N] [--temp T] [--seed S] [--raw] [-v]\n"
      "           QUESTION...\n"

@@ -63,6 +63,7 @@ void hr_seq_free(struct hr_seq *s)
 {
     if (!s)
         return;
+    lora_set_done(&s->loras);
     free(s->k_cache);
     free(s->v_cache);
     free(s->k16);
@@ -167,6 +168,7 @@ void hr_ctx_free(struct hr_ctx *c)
         return;
     pool_free(c->pool);
     hr_seq_free(c->seq0);
+    lora_scratch_done(&c->lora);
     free(c->x);
     free(c->xn);
     free(c->tmp);

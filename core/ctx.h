@@ -15,6 +15,7 @@
 #ifndef HEARTH_CORE_CTX_H
 #define HEARTH_CORE_CTX_H
 
+#include "lora.h"
 #include "model.h"
 
 #include <hearth/hearth.h>
@@ -40,6 +41,7 @@ struct hr_seq {
      * item: finds a sequence listed twice without a search */
     uint64_t mark_gen;
     int32_t mark_item;
+    struct lora_set loras; /* adapters of its rows (hr_seq_set_loras), references held */
 };
 
 struct fwd_item {
@@ -87,6 +89,7 @@ struct hr_ctx {
     hr_abort_fn abort_fn;
     void *abort_user;
     uint64_t batch_gen; /* counts hr_ctx_eval_batch calls (see hr_seq.mark_gen) */
+    struct lora_scratch lora; /* the adapters' deltas (lora_apply.c), sized by the sets */
 };
 
 /* Runs the planned pass over T rows (the items' rows, T <= n_batch). On

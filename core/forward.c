@@ -354,6 +354,7 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
         ek->to_float((const char *)m->tok_embd.data +
                          (size_t)c->row_tok[t] * m->tok_embd.row_size,
                      c->x + t * n_embd, n_embd);
+    lora_apply_embd(c, c->x, T);
     rope_tables(c, T);
 
     for (int64_t il = 0; il < hp->n_layer; il++) {
@@ -363,8 +364,11 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
         for (int64_t t = 0; t < T; t++)
             rmsnorm(c->xn + t * n_embd, c->x + t * n_embd, l->attn_norm, n_embd, hp->eps);
         matmul(c, &l->wq, c->xn, c->q, T);
+        lora_apply(c, LORA_SLOT(il, LORA_Q), c->xn, c->q, T, NULL);
         matmul(c, &l->wk, c->xn, c->k, T);
+        lora_apply(c, LORA_SLOT(il, LORA_K), c->xn, c->k, T, NULL);
         matmul(c, &l->wv, c->xn, c->v, T);
+        lora_apply(c, LORA_SLOT(il, LORA_V), c->xn, c->v, T, NULL);
         add_bias(c->q, l->bq, T, n_q);
         add_bias(c->k, l->bk, T, n_kv);
         add_bias(c->v, l->bv, T, n_kv);
@@ -382,6 +386,7 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
         pool_run(c->pool, attn_task, &aj, T * hp->n_head_kv);
 
         matmul(c, &l->wo, c->att, c->tmp, T);
+        lora_apply(c, LORA_SLOT(il, LORA_O), c->att, c->tmp, T, NULL);
         add_bias(c->tmp, l->bo, T, n_embd);
         for (int64_t i = 0; i < T * n_embd; i++)
             c->x[i] += c->tmp[i];
@@ -389,12 +394,15 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
         for (int64_t t = 0; t < T; t++)
             rmsnorm(c->xn + t * n_embd, c->x + t * n_embd, l->ffn_norm, n_embd, hp->eps);
         matmul(c, &l->gate, c->xn, c->g, T);
+        lora_apply(c, LORA_SLOT(il, LORA_GATE), c->xn, c->g, T, NULL);
         matmul(c, &l->up, c->xn, c->u, T);
+        lora_apply(c, LORA_SLOT(il, LORA_UP), c->xn, c->u, T, NULL);
         for (int64_t i = 0; i < T * n_ff; i++) {
             float gv = c->g[i];
             c->g[i] = gv / (1.0f + expf(-gv)) * c->u[i];
         }
         matmul(c, &l->down, c->g, c->tmp, T);
+        lora_apply(c, LORA_SLOT(il, LORA_DOWN), c->g, c->tmp, T, NULL);
         for (int64_t i = 0; i < T * n_embd; i++)
             c->x[i] += c->tmp[i];
     }
@@ -406,6 +414,7 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
         rmsnorm(c->xn + (int64_t)i * n_embd, c->x + (int64_t)c->out_rows[i] * n_embd,
                 m->output_norm, n_embd, hp->eps);
     matmul(c, &m->output, c->xn, c->logits, c->n_out);
+    lora_apply(c, LORA_SLOT_OUTPUT, c->xn, c->logits, c->n_out, c->out_rows);
     add_bias(c->logits, m->output_bias, c->n_out, hp->n_vocab);
     for (int32_t i = 0; i < c->n_items; i++)
         c->items[i].seq->n_past += c->items[i].n;

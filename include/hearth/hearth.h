@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define HR_API_VERSION 3
+#define HR_API_VERSION 4
 
 /* ---- errors --------------------------------------------------------------- */
 
@@ -354,6 +354,84 @@ void hr_sampler_set_grammar(struct hr_sampler *s, struct hr_grammar *g);
  * see. 0, or -EINVAL when the attached grammar rejects the token (then
  * nothing is recorded). */
 int hr_sampler_accept_generated(struct hr_sampler *s, int32_t token);
+
+/* ---- LoRA adapters ------------------------------------------------------------------ */
+
+/* A LoRA adapter (a GGUF file in llama.cpp's adapter format: general.type
+ * "adapter", adapter.type "lora", tensors X.lora_a / X.lora_b for base
+ * weights X) changes the model's matrix products without touching its
+ * weights: y = W·x + Σ s·(α/r)·B·(A·x) over the adapters in use, s the
+ * scale the caller gives each one (negative allowed, 0 = off), α the file's
+ * adapter.lora.alpha (none: α/r is taken as 1), r the rank. The base stays
+ * mapped and shared; adapters are small and also stay mapped. Which
+ * adapters apply is a property of each sequence (hr_seq_set_loras; the
+ * default sequence: hr_ctx_set_loras), so sequences with different sets are
+ * evaluated together in one hr_ctx_eval_batch pass.
+ *
+ * Typical use:
+ *
+ *     hr_lora_load(model, "style.gguf", &style, &err);
+ *     struct hr_lora_use uses[] = {{style, 0.8f}, {terse, 0.3f}};
+ *     hr_seq_set_loras(seq, uses, 2, &err);  hr_seq_truncate(seq, 0);
+ *     ... evaluate ...
+ *     hr_lora_free(style);   // the sequence keeps its own reference
+ *
+ * Lifetime: an adapter is reference counted. hr_lora_load returns one
+ * reference; every sequence whose set lists it holds one until the set is
+ * replaced or the sequence is freed; hr_lora_retain adds one. hr_lora_free
+ * drops one, and the last one unmaps the file — so a caller may "unload" an
+ * adapter while sequences still evaluate with it (the counting is atomic:
+ * retain and free may be called from any thread). The adapter itself is
+ * immutable and may be shared by contexts on any threads. The model must
+ * outlive its adapters. */
+struct hr_lora;
+
+/* Loads the adapter at `path` and checks it against `model`: the same
+ * architecture, every pair complete, every changed tensor present in the
+ * model with fitting shapes ([n_in, r] and [r, n_out]; token_embd
+ * [r, n_vocab] and [r, n_embd]), tensor types the engine computes with
+ * (F32, F16, BF16, Q8_0, ...). On success *out owns one reference (drop it
+ * with hr_lora_free). Errors, the message naming the file and what differs:
+ * -ENOENT/-EACCES (open), -EINVAL (not a LoRA adapter, another architecture,
+ * a tensor the model lacks, a shape or rank mismatch, an incomplete pair,
+ * a malformed file), -ENOTSUP (a tensor type without kernels, a tensor
+ * hearth applies no adapter to, activated LoRA), -ENOMEM. */
+int hr_lora_load(struct hr_model *model, const char *path, struct hr_lora **out,
+                 struct hr_err *err);
+/* Adds a reference; returns lora. Accepts NULL. */
+struct hr_lora *hr_lora_retain(struct hr_lora *lora);
+/* Drops a reference (the last frees the adapter). Accepts NULL. */
+void hr_lora_free(struct hr_lora *lora);
+
+struct hr_lora_info {
+    float alpha;       /* adapter.lora.alpha; 0 when the file has none */
+    int32_t rank;      /* the largest rank of its tensors */
+    int32_t n_tensors; /* model weights it changes */
+    uint64_t n_bytes;  /* size of its A and B tensors */
+};
+void hr_lora_get_info(const struct hr_lora *lora, struct hr_lora_info *info);
+
+/* One adapter of a set and its scale s (see above). */
+struct hr_lora_use {
+    struct hr_lora *lora;
+    float scale;
+};
+
+/* Sets the adapters that apply to seq's tokens from its next evaluation on:
+ * `uses` (n entries, copied; n = 0 clears) in that order — the deltas are
+ * added in the set's order. Each listed adapter gains a reference held by
+ * the sequence; those of the previous set are dropped. The KV cache is left
+ * as it is: positions already cached were computed with the old set, so a
+ * caller that changes the set normally clears the cache too
+ * (hr_seq_truncate(seq, 0)). May allocate scratch on seq's context (once
+ * per larger set), never during evaluation. Errors (nothing changes):
+ * -EINVAL (an adapter NULL or loaded for another model, a scale that is not
+ * finite, n < 0), -ENOMEM. */
+int hr_seq_set_loras(struct hr_seq *seq, const struct hr_lora_use *uses, int32_t n,
+                     struct hr_err *err);
+/* The same for the context's default sequence (hr_ctx_eval). */
+int hr_ctx_set_loras(struct hr_ctx *ctx, const struct hr_lora_use *uses, int32_t n,
+                     struct hr_err *err);
 
 #ifdef __cplusplus
 }
