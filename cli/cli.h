@@ -27,6 +27,11 @@ int cmd_lora(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+/* cmd_agent.c: tools, scripts and the agent on hearthd */
+int cmd_tools(int argc, char **argv);
+int cmd_tool(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 
 /* Prints "hearth: error: <message>" and exits with `status`. */
 _Noreturn void cli_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

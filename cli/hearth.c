@@ -55,6 +55,21 @@ static const struct command {
     {"status", cmd_status,
      "status [--socket PATH] [--json]\n"
      "      what the running hearthd serves: model, uptime, requests, sessions, tokens"},
+    {"tools", cmd_tools,
+     "tools [--socket PATH] [--json]\n"
+     "      the tools hearthd offers, their risk (read, write, exec) and policy"},
+    {"tool", cmd_tool,
+     "tool [--socket PATH] [--yes] [--json] NAME ['JSON']\n"
+     "      call one tool in the current directory (write/exec tools ask first: only\n"
+     "      \"y\" or \"yes\" runs them; --yes approves)"},
+    {"run", cmd_run,
+     "run [--socket PATH] [--yes] SCRIPT.lua [ARGS...]\n"
+     "      run a Lua script in hearthd (docs/lua.md); its output streams here"},
+    {"agent", cmd_agent,
+     "agent [--socket PATH] [--yes] [--max-steps N] [--tools a,b] [--format F] [-n N]\n"
+     "           [--temp T] [--seed S] [--json] TASK...\n"
+     "      let the model do TASK with the tools in the current directory, showing its\n"
+     "      steps; approvals are asked here (docs/agent.md)"},
 };
 
 static void usage(FILE *f)

@@ -167,6 +167,8 @@ static const struct key keys[] = {
     LIST(K_NAMES, "tools.deny", tools.deny, tools.n_deny, NULL,
          "Tool names never allowed, whatever the policy says."),
     INT("tools.timeout", tools.timeout, 1, 86400, 30, "Seconds a tool call may take."),
+    INT("tools.approval_timeout", tools.approval_timeout, 1, 86400, 120,
+        "Seconds a call waits for the client to approve it; no answer declines it."),
     PATH("lora.dir", lora.dir, "Directory of LoRA adapters (GGUF files). Unset: none."),
     {.path = "lora.profiles", .type = K_PROFILES, .off = F(lora.profiles),
      .off_n = F(lora.n_profiles), .min = -10, .max = 10,
@@ -182,6 +184,25 @@ static const struct key keys[] = {
     INT("limits.max_prompt_tokens", limits.max_prompt_tokens, 0, 1 << 20, 0,
         "Longest prompt accepted, in tokens; 0 = the context size."),
     ENUM("log.level", log.level, level_words, "info", "Least severe message logged."),
+    SIZE("lua.memory", lua.memory, 1 << 20, (double)(1ull << 40), 67108864,
+         "Bytes of memory one Lua script may allocate; past it, allocations fail."),
+    INT("lua.instructions", lua.instructions, 1, 1000000, 2000,
+        "Millions of Lua VM instructions one script may run in all."),
+    INT("lua.slice_ms", lua.slice_ms, 10, 600000, 2000,
+        "Milliseconds a script may run without waiting (for the model, a tool, a timer)."),
+    BOOL("lua.allow.io", lua.allow_io, 0, "Let scripts use the `io` library."),
+    BOOL("lua.allow.os", lua.allow_os, 0,
+         "Let scripts use all of `os` (`execute`, `remove`, `getenv`, ...); without it, only "
+         "`os.time`, `os.clock`, `os.date`, `os.difftime`."),
+    BOOL("lua.allow.debug", lua.allow_debug, 0, "Let scripts use the `debug` library."),
+    BOOL("lua.allow.modules", lua.allow_modules, 0,
+         "Let scripts use `require` and `package` (Lua and C modules from the system paths)."),
+    PATH("agent.script", agent.script,
+         "The agent loop's Lua source. Unset: `agent.lua` next to the config file when there "
+         "is one, else the built-in `lua/agent.lua`."),
+    INT("agent.max_steps", agent.max_steps, 1, 1000, 12,
+        "Most model turns the agent takes for one task."),
+    INT("agent.timeout", agent.timeout, 1, 86400, 600, "Seconds the agent may spend on one task."),
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 

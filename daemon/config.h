@@ -98,6 +98,7 @@ struct hd_tools_config {
     char **deny; /* [n_deny] tool names never allowed, owned */
     size_t n_deny;
     int timeout; /* seconds per tool call */
+    int approval_timeout; /* seconds a call waits for the client's answer before it is declined */
 };
 
 struct hd_lora_config {
@@ -118,6 +119,22 @@ struct hd_log_config {
     enum hd_log_level level;
 };
 
+/* Lua scripts (lua/): the sandbox's limits and what it may let through. */
+struct hd_lua_config {
+    size_t memory;    /* bytes one script may allocate */
+    int instructions; /* millions of VM instructions one script may run */
+    int slice_ms;     /* longest a script may run without waiting for something */
+    bool allow_io, allow_os, allow_debug, allow_modules; /* libraries let into scripts */
+};
+
+/* The agent (lua/agent.lua). */
+struct hd_agent_config {
+    char *script;  /* path of the agent's Lua source; NULL: agent.lua next to the config, else
+                      the built-in one */
+    int max_steps; /* model turns per task */
+    int timeout;   /* seconds per task */
+};
+
 /* One field per key of hearth.yaml; see docs/config.md for each. */
 struct hd_config {
     char *model;           /* path; NULL: --model or the bundled model */
@@ -136,6 +153,8 @@ struct hd_config {
     struct hd_lora_config lora;
     struct hd_limits_config limits;
     struct hd_log_config log;
+    struct hd_lua_config lua;
+    struct hd_agent_config agent;
 };
 
 /* Fills *cfg with the defaults (overwriting it; it holds nothing to free

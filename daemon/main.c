@@ -10,12 +10,25 @@
  * Signals arrive through a signalfd on the loop: SIGTERM/SIGINT stop
  * accepting new work, let running requests finish (cancelling them after a
  * grace period) and exit 0; SIGHUP reloads what can change while serving
- * (log level, sampling defaults) and says what needs a restart.
+ * (log level, sampling defaults, tool roots and policy, Lua limits) and says
+ * what needs a restart.
+ *
+ * Tools: the tool host (daemon/tools.h) starts before the frontends; when it
+ * cannot, hearthd serves without tools. The policy gate (daemon/policy.h)
+ * and the Lua runtime (lua/luab.h) reach the socket and D-Bus frontends as
+ * struct hd_services.
  */
+#include "agent.h"
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "policy.h"
 #include "scheduler.h"
+#include "tools.h"
+
+#include "luab.h"
+
+#include "err.h"
 
 #include "dbus.h"
 #include "http.h"
@@ -53,6 +66,11 @@ struct daemon {
     struct ipc_rpc *rpc;
     struct ipc_dbus *dbus;
     struct ipc_http *http;
+    struct hd_tools *tools;   /* NULL: no tool host (logged) */
+    struct hd_gate *gate;
+    struct luab_rt *lua;
+    struct hd_services svc;   /* what the socket and D-Bus get besides the scheduler */
+    char *config_dir;         /* where agent.lua may sit next to the config */
     int sigfd;
     bool stopping;
     int64_t stop_deadline;
@@ -149,6 +167,78 @@ static void begin_stop(struct daemon *d, const char *why)
         hd_loop_quit(d->loop);
 }
 
+/* ---- tools, policy, Lua ------------------------------------------------------------ */
+
+/* The directory of the config file (given or default), for agent.lua. */
+static char *config_dir_of(const char *given)
+{
+    char *path = given ? strdup(given) : hd_config_default_path();
+    if (!path)
+        return NULL;
+    char *slash = strrchr(path, '/');
+    if (!slash) {
+        free(path);
+        return strdup(".");
+    }
+    *slash = '\0';
+    return path;
+}
+
+/* The tool host, the policy gate and the Lua runtime. A tool host that
+ * cannot start leaves hearthd serving without tools (said in the log);
+ * the rest failing is out of memory. */
+static int start_tools(struct daemon *d, struct hr_err *err)
+{
+    struct hd_tools_params tp;
+    hd_tools_params_init(&tp, &d->cfg);
+    if (d->cfg.plugins.n_load > 0) {
+        struct hr_err terr;
+        hr_err_clear(&terr);
+        if (hd_tools_new(d->loop, &tp, &d->tools, &terr) < 0)
+            hd_warn("tools disabled: %s", terr.msg);
+    }
+    struct hd_policy_params pp;
+    hd_policy_params_init(&pp, &d->cfg);
+    int rc = hd_gate_new(d->loop, d->tools, &pp, &d->gate);
+    if (rc < 0)
+        return hr_err_set(err, rc, -1, "cannot set up the tool policy: %s", strerror(-rc));
+    struct luab_rt_params lp;
+    luab_rt_params_init(&lp, &d->cfg, d->config_dir);
+    lp.loop = d->loop;
+    lp.sched = d->sched;
+    lp.tools = d->tools;
+    lp.gate = d->gate;
+    if ((rc = luab_rt_new(&lp, &d->lua, err)) < 0)
+        return rc;
+    if (lp.agent_script)
+        hd_info("agent: using %s", lp.agent_script);
+    d->svc = (struct hd_services){d->tools, d->gate, luab_rt_runner(d->lua)};
+    return 0;
+}
+
+static void reload_tools(struct daemon *d, const struct hd_config *fresh)
+{
+    struct hr_err err;
+    if (d->tools) {
+        struct hd_tools_params tp;
+        hd_tools_params_init(&tp, fresh);
+        if (hd_tools_update(d->tools, &tp) == 1)
+            hd_warn("reload: changes to plugins.dir or plugins.load need a restart");
+    }
+    struct hd_policy_params pp;
+    hd_policy_params_init(&pp, fresh);
+    if (hd_gate_update(d->gate, &pp) < 0)
+        hd_error("reload: the tool policy could not be applied; keeping the running one");
+    struct luab_rt_params lp;
+    luab_rt_params_init(&lp, fresh, d->config_dir);
+    lp.loop = d->loop;
+    lp.sched = d->sched;
+    lp.tools = d->tools;
+    lp.gate = d->gate;
+    if (luab_rt_update(d->lua, &lp, &err) < 0)
+        hd_error("reload: Lua settings not applied: %s", err.msg);
+}
+
 static void reload(struct daemon *d)
 {
     struct hd_config fresh = {0};
@@ -164,13 +254,15 @@ static void reload(struct daemon *d)
         fresh.sampling.temperature, fresh.sampling.top_p,   fresh.sampling.min_p,
         fresh.sampling.repeat_penalty, fresh.sampling.top_k, fresh.sampling.max_tokens, true};
     hd_sched_set_defaults(d->sched, &def);
+    reload_tools(d, &fresh);
     const char *restart = NULL;
     if ((fresh.model && (!d->cfg.model || strcmp(fresh.model, d->cfg.model))) ||
         fresh.threads != d->cfg.threads || fresh.context != d->cfg.context ||
         fresh.batch != d->cfg.batch || fresh.parallel != d->cfg.parallel ||
         fresh.http.enabled != d->cfg.http.enabled || fresh.http.port != d->cfg.http.port)
         restart = "; model, threads, context, batch, parallel and http changes need a restart";
-    hd_info("reloaded the configuration (log level, sampling defaults)%s", restart ? restart : "");
+    hd_info("reloaded the configuration (log level, sampling defaults, tools, policy, Lua)%s",
+            restart ? restart : "");
     hd_config_done(&fresh);
 }
 
@@ -362,6 +454,12 @@ int main(int argc, char **argv)
         fail = failbuf;
         goto out;
     }
+    d.config_dir = config_dir_of(d.config_path);
+    if ((rc = start_tools(&d, &err)) < 0) {
+        snprintf(failbuf, sizeof failbuf, "%s", err.msg);
+        fail = failbuf;
+        goto out;
+    }
     struct ipc_limits lim = {.max_message_bytes = d.cfg.limits.max_message_bytes,
                              .max_clients = d.cfg.limits.max_clients};
     if ((rc = ipc_rpc_new(d.loop, d.sched, socket_path, &lim, &d.rpc, &err)) < 0) {
@@ -369,6 +467,7 @@ int main(int argc, char **argv)
         fail = failbuf;
         goto out;
     }
+    ipc_rpc_set_services(d.rpc, &d.svc);
     hd_info("serving JSON-RPC on %s", socket_path);
     if (d.cfg.http.enabled) {
         rc = ipc_http_new(d.loop, d.sched, d.cfg.http.port, d.cfg.http.token, &lim, &d.http, &err);
@@ -410,7 +509,11 @@ out:
     ipc_http_free(d.http);
     ipc_dbus_free(d.dbus);
     ipc_rpc_free(d.rpc);
+    luab_rt_free(d.lua); /* runs first: they use the policy, the tools and the scheduler */
+    hd_gate_free(d.gate);
+    hd_tools_free(d.tools);
     hd_sched_free(d.sched);
+    free(d.config_dir);
     if (d.sigfd >= 0)
         close(d.sigfd);
     hd_loop_free(d.loop);

@@ -3,8 +3,9 @@
  *
  * Requests carry ids counted per connection. While waiting for its answer a
  * call reads lines and sorts them: `stream` notifications of this call go to
- * the callback, the answer to a `cancel` sent on the user's Ctrl-C is
- * dropped, an error with id null (the daemon refusing the connection or a
+ * the text callback, other notifications of this call to the notify
+ * callback, answers to a `cancel` sent on the user's Ctrl-C or to requests
+ * sent with ipc_client_send are dropped, an error with id null (the daemon refusing the connection or a
  * message) ends the call, anything else is ignored.
  */
 #include "client.h"
@@ -140,6 +141,13 @@ static int send_msg(struct ipc_client *c, json_int_t id, const char *method, jso
     return rc;
 }
 
+int ipc_client_send(struct ipc_client *c, const char *method, json_t *params,
+                    struct hr_err *err)
+{
+    hr_err_clear(err);
+    return send_msg(c, ++c->next_id, method, params, err);
+}
+
 /* Reads more bytes into the buffer. Returns 0 (data or an interruption:
  * the caller checks its flag and comes back), or a negative errno. */
 static int fill(struct ipc_client *c, struct hr_err *err)
@@ -231,6 +239,10 @@ int ipc_client_call(struct ipc_client *c, const struct ipc_call *call, json_t **
             if (call->on_text && json_integer_value(json_object_get(params, "id")) == id &&
                 json_is_string(text))
                 call->on_text(call->user, json_string_value(text), json_string_length(text));
+        } else if (method && !mid) {
+            json_t *pid = json_object_get(params, "id");
+            if (call->on_notify && json_is_integer(pid) && json_integer_value(pid) == id)
+                call->on_notify(call->user, method, params);
         } else if (json_is_null(mid) || (json_is_integer(mid) && json_integer_value(mid) == id)) {
             json_t *e = json_object_get(msg, "error");
             json_t *r = json_object_get(msg, "result");

@@ -34,6 +34,12 @@ void ipc_client_free(struct ipc_client *c);
  * NUL-terminated, borrowed for the call). */
 typedef void (*ipc_text_fn)(void *user, const char *text, size_t len);
 
+/* Called with every other notification that carries this call's id in its
+ * params (approval.request, script.output, agent.tool_call, ...): the
+ * method and the params (borrowed for the call). It may send messages with
+ * ipc_client_send (an approval.respond, say). */
+typedef void (*ipc_notify_fn)(void *user, const char *method, json_t *params);
+
 struct ipc_call {
     const char *method;
     json_t *params;        /* borrowed; NULL: no params */
@@ -44,7 +50,14 @@ struct ipc_call {
      * read returns), a `cancel` for the call is sent once and the call goes on
      * until its final answer (finish_reason "cancelled"). NULL: none. */
     volatile sig_atomic_t *interrupt;
+    ipc_notify_fn on_notify; /* NULL: other notifications are ignored */
 };
+
+/* Sends a request whose answer is not waited for (ipc_client_call skips it
+ * when it arrives); for use inside an on_notify callback. 0 or a negative
+ * errno with err->msg. */
+int ipc_client_send(struct ipc_client *c, const char *method, json_t *params,
+                    struct hr_err *err);
 
 #define IPC_CLIENT_RPC_ERROR 1 /* ipc_client_call: the daemon answered with an error */
 

@@ -549,6 +549,8 @@ static void conn_free(struct rpc_conn *c)
     hd_sched_drop_client(r->s, c->client);
     for (struct rpc_call *k = c->calls, *n; k; k = n) {
         n = k->next;
+        if (k->drop)
+            k->drop(k); /* tool calls and runs: stopped, no callback after */
         json_decref(k->id);
         free(k);
     }
@@ -854,6 +856,11 @@ void ipc_rpc_free(struct ipc_rpc *r)
         unlink(r->path);
     free(r->path);
     free(r);
+}
+
+void ipc_rpc_set_services(struct ipc_rpc *r, const struct hd_services *svc)
+{
+    r->svc = svc;
 }
 
 int ipc_rpc_n_clients(const struct ipc_rpc *r)

@@ -19,7 +19,7 @@
 /* The socket protocol's version: grows with every change to the methods,
  * their parameters or results, recorded in docs/api-changes.md. Reported by
  * the `status` method as protocol_version. */
-#define IPC_PROTOCOL_VERSION 1
+#define IPC_PROTOCOL_VERSION 2
 
 /* JSON-RPC error codes: the standard ones and hearth's application codes
  * (docs/protocol.md lists when each is used). */
@@ -35,6 +35,10 @@ enum ipc_rpc_code {
     IPC_ERR_TEMPLATE = -32003,        /* the chat template could not render the messages */
     IPC_ERR_ENGINE = -32004,          /* the request failed while running */
     IPC_ERR_NO_REQUEST = -32006,      /* cancel: no such request on this connection */
+    IPC_ERR_NO_APPROVAL = -32007,     /* approval.respond: no such approval waits here */
+    IPC_ERR_SCRIPT = -32008,          /* script.run / agent.run: the script failed */
+    IPC_ERR_UNAVAILABLE = -32009,     /* no tools / no Lua runtime in this daemon */
+    IPC_ERR_CANCELLED = -32010,       /* tool.call / script.run / agent.run cancelled */
 };
 
 struct hd_loop;
@@ -67,6 +71,13 @@ void ipc_rpc_stop(struct ipc_rpc *r);
  * hd_sched_drop_client), the listening socket, and unlinks the socket file
  * when it is still the one this server created. Accepts NULL. */
 void ipc_rpc_free(struct ipc_rpc *r);
+
+/* Gives the server the tools, the policy gate and the Lua runtime for
+ * tools.list, tool.call, approval.respond, script.run and agent.run
+ * (docs/protocol.md). `svc` is borrowed and must outlive the server; NULL
+ * (the default) answers those methods with "unavailable". */
+struct hd_services;
+void ipc_rpc_set_services(struct ipc_rpc *r, const struct hd_services *svc);
 
 /* Open connections (for status and tests). */
 int ipc_rpc_n_clients(const struct ipc_rpc *r);

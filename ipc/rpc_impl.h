@@ -14,6 +14,7 @@
 
 #include "rpc.h"
 
+#include "../daemon/agent.h"
 #include "../daemon/scheduler.h"
 
 #include <jansson.h>
@@ -32,6 +33,14 @@ struct rpc_call {
     bool chat;           /* the result gets `message` */
     bool cancelling;     /* cancel was asked once already */
     struct rpc_call *next;
+    /* Calls that are not scheduler requests (rpc_tools.c: tool.call,
+     * script.run, agent.run); NULL for requests. cancel: m_cancel asks it to
+     * end (it answers the call and frees it); drop: the connection is being
+     * freed (stop the work, answer nothing, free nothing). */
+    void (*cancel)(struct rpc_call *k);
+    void (*drop)(struct rpc_call *k);
+    int64_t ext_id;      /* the gated call's or the run's id */
+    int ext_kind;
 };
 
 struct rpc_conn {
@@ -72,6 +81,7 @@ struct ipc_rpc {
     int max_clients;
     int n_conns;
     struct rpc_conn *conns;
+    const struct hd_services *svc; /* tools, policy, Lua (ipc_rpc_set_services); NULL: none */
     int64_t reap_timer;      /* frees dead connections; 0: none */
     int64_t accept_timer;    /* resumes accepting after EMFILE; 0: none */
 };
@@ -115,5 +125,13 @@ extern const size_t rpc_n_methods;
 
 /* The call of `c` whose JSON-RPC id equals `id`, or NULL. */
 struct rpc_call *rpc_find_call(struct rpc_conn *c, json_t *id);
+
+/* ---- tools, scripts, the agent (rpc_tools.c) ---------------------------------------- */
+
+void rpc_m_tools_list(struct rpc_conn *c, json_t *id, json_t *params);
+void rpc_m_tool_call(struct rpc_conn *c, json_t *id, json_t *params);
+void rpc_m_approval_respond(struct rpc_conn *c, json_t *id, json_t *params);
+void rpc_m_script_run(struct rpc_conn *c, json_t *id, json_t *params);
+void rpc_m_agent_run(struct rpc_conn *c, json_t *id, json_t *params);
 
 #endif

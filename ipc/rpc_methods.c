@@ -287,8 +287,16 @@ static void m_cancel(struct rpc_conn *c, json_t *id, json_t *params)
         return;
     }
     bool cancelled = false;
-    if (!k->cancelling && hd_sched_cancel(c->r->s, c->client, k->req) == 0)
+    if (k->cancel) {
+        /* a tool call or a run: it answers its own request (and is freed) */
+        if (!k->cancelling) {
+            k->cancelling = true;
+            k->cancel(k);
+            cancelled = true;
+        }
+    } else if (!k->cancelling && hd_sched_cancel(c->r->s, c->client, k->req) == 0) {
         cancelled = k->cancelling = true;
+    }
     rpc_reply(c, id, json_pack("{s:b}", "cancelled", cancelled));
 }
 
@@ -474,6 +482,11 @@ static const char *const k_tokenize[] = {"text", "add_special", "parse_special",
 static const char *const k_detokenize[] = {"tokens", "special", NULL};
 static const char *const k_session[] = {"session", NULL};
 static const char *const k_none[] = {NULL};
+static const char *const k_tool_call[] = {"name", "arguments", "workspace", NULL};
+static const char *const k_approval[] = {"call_id", "approve", NULL};
+static const char *const k_script[] = {"source", "path", "name", "args", "workspace", NULL};
+static const char *const k_agent[] = {"task",   "workspace",   "tools", "max_steps",
+                                      "format", "tool_choice", "timeout", NULL};
 
 const struct rpc_method rpc_methods[] = {
     {"complete", m_complete, k_complete, true,
@@ -495,6 +508,21 @@ const struct rpc_method rpc_methods[] = {
      "{protocol_version, version, model, uptime_ms, running, queued, sessions, clients, "
      "requests_total, tokens_generated, tokens_evaluated, n_ctx, parallel}"},
     {"session.close", m_session_close, k_session, false, "{session: string}", "{}"},
+    {"tools.list", rpc_m_tools_list, k_none, false, "{}",
+     "{available: bool, tools: [{name, description, plugin, risk, policy, parameters}], "
+     "errors: [string]}"},
+    {"tool.call", rpc_m_tool_call, k_tool_call, false,
+     "{name: string, arguments?: object|string, workspace?: string}",
+     "{ok: bool, status, output, error?, truncated: bool, asked: bool, ran: bool}"},
+    {"approval.respond", rpc_m_approval_respond, k_approval, false,
+     "{call_id: string, approve: bool}", "{}"},
+    {"script.run", rpc_m_script_run, k_script, false,
+     "{source?: string, path?: string, name?: string, args?: array, workspace?: string}",
+     "{result: array}"},
+    {"agent.run", rpc_m_agent_run, k_agent, true,
+     "{task: string, workspace?: string, tools?: [string], max_steps?: int, format?: string, "
+     "tool_choice?: string, timeout?: number, " GEN "}",
+     "{answer, finish, steps, tool_calls}"},
     {"rpc.describe", m_describe, k_none, false, "{}",
      "{protocol_version, methods: [{name, params, result}]}"},
 };
