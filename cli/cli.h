@@ -32,6 +32,9 @@ int cmd_tools(int argc, char **argv);
 int cmd_tool(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
+/* cmd_shell.c: the shell helper (docs/shell.md) */
+int cmd_cmd(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
 
 /* Prints "hearth: error: <message>" and exits with `status`. */
 _Noreturn void cli_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -70,6 +70,14 @@ static const struct command {
      "           [--temp T] [--seed S] [--json] TASK...\n"
      "      let the model do TASK with the tools in the current directory, showing its\n"
      "      steps; approvals are asked here (docs/agent.md)"},
+    {"cmd", cmd_cmd,
+     "cmd [--socket PATH] [--print|--json] [-n N] [--temp T] [--seed S] [-v] TASK...\n"
+     "      propose one shell command for TASK, with an explanation and its risk, then\n"
+     "      [e]xecute / [d]escribe / [a]bort (runs only on your answer at a terminal; --print:\n"
+     "      the command alone, for the key bindings of scripts/hearth.bash and hearth.zsh)"},
+    {"explain", cmd_explain,
+     "explain [--socket PATH] [-n N] [--temp T] [--seed S] [-v] COMMAND...\n"
+     "      explain a shell command, part by part, and what could go wrong"},
 };
 
 static void usage(FILE *f)
