@@ -2,6 +2,7 @@
  * cmd_bench.c — `hearth bench`: llama-bench style speed tests.
  *
  *   hearth bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r REPS] [--json] [--no-limits]
+ *                [--lora FILE[:SCALE]]...
  *   hearth bench --limits [-t THREADS] [--json]
  *
  * Tests (each run once as a warm-up, then REPS times; mean ± sample sd):
@@ -20,6 +21,13 @@
  * counted, as usual). Each is divided by this machine's limit (limits.h):
  * read bandwidth for tg; for pp the int8 peak when most weight bytes are
  * block-quantized (their dot products are integer), else the fp32 peak.
+ *
+ * With --lora every test runs twice, on the bare base and with the adapters
+ * applied to every token (ppP+lora, tgN+lora), the two alternating run by
+ * run on contexts of their own, so that a busy machine slows both alike;
+ * the cost of the adapters is the median over the pairs of the ratio of
+ * their times ("lora cost", also in the +lora JSON objects). The derived
+ * rates count the base's weights only.
  *
  * stdout: a Markdown table, or with --json one JSON object per line and
  * test. Progress on stderr.
@@ -131,6 +139,7 @@ struct result {
     double mean, sd; /* tokens/s */
     double *samples;
     int reps;
+    double cost; /* +lora: median time ratio to the bare base − 1 */
 };
 
 static uint64_t rng_next(uint64_t *s)
@@ -182,26 +191,50 @@ static double run_once(struct hr_ctx *ctx, int32_t n_vocab, int n_prompt, int n_
     return n_gen / (t1 - t0);
 }
 
-static void run_test(struct hr_ctx *ctx, int32_t n_vocab, struct result *r, int reps)
+static int cmp_double(const void *a, const void *b)
 {
-    uint64_t rng = 0x9E3779B97F4A7C15ull;
-    r->reps = reps;
-    if (!(r->samples = calloc((size_t)reps, sizeof *r->samples)))
-        cli_die(1, "out of memory");
-    double w = run_once(ctx, n_vocab, r->n_prompt, r->n_gen, &rng);
-    fprintf(stderr, "hearth: bench %s warm-up: %.2f tok/s\n", r->test, w);
-    double sum = 0;
-    for (int i = 0; i < reps; i++) {
-        r->samples[i] = run_once(ctx, n_vocab, r->n_prompt, r->n_gen, &rng);
-        sum += r->samples[i];
-        fprintf(stderr, "hearth: bench %s %d/%d: %.2f tok/s\n", r->test, i + 1, reps,
-                r->samples[i]);
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The test r[0] on ctx[0] and, when ctx[1] is set, r[1] on ctx[1], the two
+ * alternating run by run with the same random tokens. */
+static void run_test(struct hr_ctx *ctx[2], int32_t n_vocab, struct result r[2], int reps)
+{
+    int n = ctx[1] ? 2 : 1;
+    uint64_t rng[2] = {0x9E3779B97F4A7C15ull, 0x9E3779B97F4A7C15ull};
+    for (int v = 0; v < n; v++) {
+        r[v].reps = reps;
+        if (!(r[v].samples = calloc((size_t)reps, sizeof *r[v].samples)))
+            cli_die(1, "out of memory");
+        double w = run_once(ctx[v], n_vocab, r[v].n_prompt, r[v].n_gen, &rng[v]);
+        fprintf(stderr, "hearth: bench %s warm-up: %.2f tok/s\n", r[v].test, w);
     }
-    r->mean = sum / reps;
-    double ss = 0;
     for (int i = 0; i < reps; i++)
-        ss += (r->samples[i] - r->mean) * (r->samples[i] - r->mean);
-    r->sd = reps > 1 ? sqrt(ss / (reps - 1)) : 0;
+        for (int v = 0; v < n; v++) {
+            r[v].samples[i] = run_once(ctx[v], n_vocab, r[v].n_prompt, r[v].n_gen, &rng[v]);
+            fprintf(stderr, "hearth: bench %s %d/%d: %.2f tok/s\n", r[v].test, i + 1, reps,
+                    r[v].samples[i]);
+        }
+    for (int v = 0; v < n; v++) {
+        double sum = 0, ss = 0;
+        for (int i = 0; i < reps; i++)
+            sum += r[v].samples[i];
+        r[v].mean = sum / reps;
+        for (int i = 0; i < reps; i++)
+            ss += (r[v].samples[i] - r[v].mean) * (r[v].samples[i] - r[v].mean);
+        r[v].sd = reps > 1 ? sqrt(ss / (reps - 1)) : 0;
+    }
+    if (n == 2) { /* time with / time without, per pair */
+        double *q = malloc((size_t)reps * sizeof *q);
+        if (!q)
+            cli_die(1, "out of memory");
+        for (int i = 0; i < reps; i++)
+            q[i] = r[0].samples[i] / r[1].samples[i];
+        qsort(q, (size_t)reps, sizeof *q, cmp_double);
+        r[1].cost = reps % 2 ? q[reps / 2] - 1 : (q[reps / 2 - 1] + q[reps / 2]) / 2 - 1;
+        free(q);
+    }
 }
 
 /* ---- output ---------------------------------------------------------------------- */
@@ -274,9 +307,12 @@ static void print_json(const char *path, const struct model_info *mi, int thread
     printf("\"%s\": %.3f, \"limit\": \"%s\", ",
            r->n_prompt > 0 ? "gop_per_second" : "gbytes_per_second", d.rate, d.limit);
     if (lim)
-        printf("\"limit_value\": %.3f, \"limit_fraction\": %.4f}\n", d.limit_value, d.fraction);
+        printf("\"limit_value\": %.3f, \"limit_fraction\": %.4f", d.limit_value, d.fraction);
     else
-        printf("\"limit_value\": null, \"limit_fraction\": null}\n");
+        printf("\"limit_value\": null, \"limit_fraction\": null");
+    if (strstr(r->test, "+lora"))
+        printf(", \"lora_cost\": %.4f", r->cost);
+    printf("}\n");
 }
 
 static void print_row(const char *path, const struct model_info *mi, int threads,
@@ -339,6 +375,10 @@ int cmd_bench(int argc, char **argv)
     long n_prompt = 128, n_gen = 64, reps = 3;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     bool json = false, limits_only = false, no_limits = false;
+    char **loras = calloc((size_t)argc, sizeof *loras);
+    int n_loras = 0;
+    if (!loras)
+        cli_die(1, "out of memory");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -371,6 +411,8 @@ int cmd_bench(int argc, char **argv)
             threads = cli_long(a, v, 1, 256);
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions"))
             reps = cli_long(a, v, 1, 1000);
+        else if (!strcmp(a, "--lora"))
+            loras[n_loras++] = argv[i];
         else
             cli_die(EXIT_USAGE, "unknown option '%s' (see hearth --help)", a);
     }
@@ -408,35 +450,57 @@ int cmd_bench(int argc, char **argv)
     if (hr_ctx_new(m, &cp, &ctx, &err) < 0)
         cli_die(1, "%s", err.msg);
     int32_t n_vocab = hr_model_n_vocab(m);
+    struct hr_lora_use *uses = cli_lora_load(m, loras, n_loras);
+    struct hr_ctx *ctxs[2] = {ctx, NULL};
+    if (n_loras) { /* the adapters on a context of their own, the base bare */
+        if (hr_ctx_new(m, &cp, &ctxs[1], &err) < 0 ||
+            hr_ctx_set_loras(ctxs[1], uses, n_loras, &err) < 0)
+            cli_die(1, "%s", err.msg);
+    }
 
-    struct result res[2];
+    struct result res[2][2]; /* test × (bare, +lora) */
     int n_res = 0;
-    if (n_prompt > 0) {
-        res[n_res] = (struct result){.n_prompt = (int)n_prompt};
-        snprintf(res[n_res].test, sizeof res[n_res].test, "pp%ld", n_prompt);
-        n_res++;
+    for (int v = 0; v < 2; v++) {
+        if (n_prompt > 0) {
+            res[0][v] = (struct result){.n_prompt = (int)n_prompt};
+            snprintf(res[0][v].test, sizeof res[0][v].test, "pp%ld%s", n_prompt,
+                     v ? "+lora" : "");
+        }
+        if (n_gen > 0) {
+            struct result *r = &res[n_prompt > 0][v];
+            *r = (struct result){.n_gen = (int)n_gen};
+            snprintf(r->test, sizeof r->test, "tg%ld%s", n_gen, v ? "+lora" : "");
+        }
     }
-    if (n_gen > 0) {
-        res[n_res] = (struct result){.n_gen = (int)n_gen};
-        snprintf(res[n_res].test, sizeof res[n_res].test, "tg%ld", n_gen);
-        n_res++;
-    }
+    n_res = (n_prompt > 0) + (n_gen > 0);
     if (!json) {
         printf("| model | type | size | params | threads | isa | test | t/s | rate | of limit |\n");
         printf("| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |\n");
     }
     for (int i = 0; i < n_res; i++) {
-        run_test(ctx, n_vocab, &res[i], (int)reps);
-        if (json)
-            print_json(model, &mi, (int)threads, &res[i], have_lim ? &lim : NULL);
-        else
-            print_row(model, &mi, (int)threads, &res[i], have_lim ? &lim : NULL);
+        run_test(ctxs, n_vocab, res[i], (int)reps);
+        for (int v = 0; v < (ctxs[1] ? 2 : 1); v++) {
+            if (json)
+                print_json(model, &mi, (int)threads, &res[i][v], have_lim ? &lim : NULL);
+            else
+                print_row(model, &mi, (int)threads, &res[i][v], have_lim ? &lim : NULL);
+            free(res[i][v].samples);
+        }
         fflush(stdout);
-        free(res[i].samples);
+    }
+    if (!json && ctxs[1]) {
+        printf("\nlora cost (median of %ld paired runs, time per token with the adapters / "
+               "without):", reps);
+        for (int i = 0; i < n_res; i++)
+            printf(" %s %+.1f%%", res[i][1].test, 100 * res[i][1].cost);
+        putchar('\n');
     }
     if (!json)
         fprintf(stderr, "hearth: type mix by bytes: %s\n", mi.mix);
+    hr_ctx_free(ctxs[1]);
     hr_ctx_free(ctx);
+    cli_lora_free(uses, n_loras);
+    free(loras);
     hr_model_free(m);
     return 0;
 }

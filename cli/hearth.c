@@ -26,6 +26,7 @@ static const struct command {
      "      evaluate the tokens as one batch; write float32 logits [n_tokens][n_vocab]"},
     {"bench", cmd_bench,
      "bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r REPS] [--json] [--no-limits]\n"
+     "           [--lora FILE[:SCALE]]...\n"
      "      speed: prompt processing (ppP) and generation (tgN) in tokens/s, GB/s, GOP/s\n"
      "      and the fraction of this machine's limits\n"
      "  bench --limits [-t THREADS] [--json]\n"

@@ -17,6 +17,10 @@
  * bits whether it is evaluated alone or beside other sequences' rows — what
  * continuous batching relies on (tests/test_batch.c checks it).
  *
+ * LoRA adapters (lora.h): the deltas of each sequence's adapters are added
+ * inside matmul, in the same pool runs as the base product, to the rows of
+ * that sequence only (each row again on its own).
+ *
  * KV cache (one per sequence): per layer [n_ctx][n_head_kv*head_dim] for K
  * (after RoPE) and for V, f32 — the precision the reference data were
  * produced with — or f16.
@@ -42,19 +46,17 @@ struct matmul_job {
     float *y;         /* [T][n_out] */
     int64_t T;
     int64_t rows_per_task; /* a multiple of the kernel's gemm_mr */
+    const struct lora_product *lora; /* the adapters' deltas of these rows, or NULL */
 };
 
 /* One task = a chunk of output rows for every token. The chunk's weights
  * (a few KB to tens of KB) stay in cache while the token tiles pass over
  * them; with a gemm kernel each call reuses its unpacked weight rows across
  * gemm_nc tokens. */
-static void matmul_task(void *arg, int64_t task, int thread)
+static void matmul_rows(const struct matmul_job *j, int64_t r0, int64_t r1)
 {
-    const struct matmul_job *j = arg;
     const struct weight *w = j->w;
     const struct quant_kernels *k = w->k;
-    int64_t r0 = task * j->rows_per_task;
-    int64_t r1 = r0 + j->rows_per_task < w->n_out ? r0 + j->rows_per_task : w->n_out;
     const char *wd = w->data;
     if (w->packed) { /* the kernel's own layout, tiles of gemm_mr rows from r0 */
         int mr = k->gemm_mr, nc = k->gemm_nc;
@@ -90,31 +92,52 @@ static void matmul_task(void *arg, int64_t task, int thread)
     }
 }
 
+static void matmul_task(void *arg, int64_t task, int thread)
+{
+    const struct matmul_job *j = arg;
+    int64_t n_out = j->w->n_out, r0 = task * j->rows_per_task;
+    int64_t r1 = r0 + j->rows_per_task < n_out ? r0 + j->rows_per_task : n_out;
+    matmul_rows(j, r0, r1);
+    if (j->lora) /* the adapters' deltas of the rows just computed (lora.h) */
+        lora_product_rows(j->lora, r0, r1, thread);
+}
+
 struct quant_job {
-    quant_from_float_fn act;
+    quant_from_float_fn act; /* NULL: no conversion (an F32 product) */
     const float *x;
     void *xq;
     int64_t n_in;
     size_t xq_row;
+    int64_t T;
+    const struct lora_product *lora; /* tasks T.. are its phase 1, or NULL */
 };
 
 static void quant_task(void *arg, int64_t t, int thread)
 {
     const struct quant_job *q = arg;
-    q->act(q->x + t * q->n_in, (char *)q->xq + (size_t)t * q->xq_row, q->n_in);
+    if (t >= q->T)
+        lora_product_p1(q->lora, t - q->T, thread);
+    else if (q->act)
+        q->act(q->x + t * q->n_in, (char *)q->xq + (size_t)t * q->xq_row, q->n_in);
 }
 
 /* y[T][n_out] = x[T][n_in] · Wᵀ, with x converted to the weight type's
- * vec_dot_type first (as the reference does). */
-static void matmul(struct hr_ctx *c, const struct weight *w, const float *x, float *y, int64_t T)
+ * vec_dot_type first (as the reference does), plus the deltas of the
+ * adapters of weight `slot` (lora.h; row_map as there). */
+static void matmul(struct hr_ctx *c, const struct weight *w, int64_t slot,
+                   const int32_t *row_map, const float *x, float *y, int64_t T)
 {
     size_t xq_row = hr_row_size(w->k->vec_dot_type, w->n_in);
     const void *xq = x;
-    if (w->k->vec_dot_type != HR_TYPE_F32) {
-        struct quant_job q = {quant_act_from_float(w->k->vec_dot_type), x, c->wdata, w->n_in,
-                              xq_row};
-        pool_run(c->pool, quant_task, &q, T);
-        xq = c->wdata;
+    struct lora_product lp;
+    bool lora = lora_product_init(&lp, c, slot, x, y, T, row_map);
+    if (w->k->vec_dot_type != HR_TYPE_F32 || lora) {
+        bool conv = w->k->vec_dot_type != HR_TYPE_F32;
+        struct quant_job q = {conv ? quant_act_from_float(w->k->vec_dot_type) : NULL,
+                              x, c->wdata, w->n_in, xq_row, conv ? T : 0, lora ? &lp : NULL};
+        pool_run(c->pool, quant_task, &q, q.T + (lora ? lp.n_p1 : 0));
+        if (conv)
+            xq = c->wdata;
     }
     /* about 4 tasks per thread for balance, each a whole number of tiles */
     int64_t mr = w->k->gemm ? w->k->gemm_mr : 1;
@@ -123,7 +146,7 @@ static void matmul(struct hr_ctx *c, const struct weight *w, const float *x, flo
     if (rows < 16)
         rows = 16;
     rows = (rows + mr - 1) / mr * mr;
-    struct matmul_job j = {w, xq, xq_row, y, T, rows};
+    struct matmul_job j = {w, xq, xq_row, y, T, rows, lora ? &lp : NULL};
     pool_run(c->pool, matmul_task, &j, (w->n_out + rows - 1) / rows);
 }
 
@@ -363,12 +386,9 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
         const struct layer *l = &m->layers[il];
         for (int64_t t = 0; t < T; t++)
             rmsnorm(c->xn + t * n_embd, c->x + t * n_embd, l->attn_norm, n_embd, hp->eps);
-        matmul(c, &l->wq, c->xn, c->q, T);
-        lora_apply(c, LORA_SLOT(il, LORA_Q), c->xn, c->q, T, NULL);
-        matmul(c, &l->wk, c->xn, c->k, T);
-        lora_apply(c, LORA_SLOT(il, LORA_K), c->xn, c->k, T, NULL);
-        matmul(c, &l->wv, c->xn, c->v, T);
-        lora_apply(c, LORA_SLOT(il, LORA_V), c->xn, c->v, T, NULL);
+        matmul(c, &l->wq, LORA_SLOT(il, LORA_Q), NULL, c->xn, c->q, T);
+        matmul(c, &l->wk, LORA_SLOT(il, LORA_K), NULL, c->xn, c->k, T);
+        matmul(c, &l->wv, LORA_SLOT(il, LORA_V), NULL, c->xn, c->v, T);
         add_bias(c->q, l->bq, T, n_q);
         add_bias(c->k, l->bk, T, n_kv);
         add_bias(c->v, l->bv, T, n_kv);
@@ -385,24 +405,20 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
         struct attn_job aj = {c, il};
         pool_run(c->pool, attn_task, &aj, T * hp->n_head_kv);
 
-        matmul(c, &l->wo, c->att, c->tmp, T);
-        lora_apply(c, LORA_SLOT(il, LORA_O), c->att, c->tmp, T, NULL);
+        matmul(c, &l->wo, LORA_SLOT(il, LORA_O), NULL, c->att, c->tmp, T);
         add_bias(c->tmp, l->bo, T, n_embd);
         for (int64_t i = 0; i < T * n_embd; i++)
             c->x[i] += c->tmp[i];
 
         for (int64_t t = 0; t < T; t++)
             rmsnorm(c->xn + t * n_embd, c->x + t * n_embd, l->ffn_norm, n_embd, hp->eps);
-        matmul(c, &l->gate, c->xn, c->g, T);
-        lora_apply(c, LORA_SLOT(il, LORA_GATE), c->xn, c->g, T, NULL);
-        matmul(c, &l->up, c->xn, c->u, T);
-        lora_apply(c, LORA_SLOT(il, LORA_UP), c->xn, c->u, T, NULL);
+        matmul(c, &l->gate, LORA_SLOT(il, LORA_GATE), NULL, c->xn, c->g, T);
+        matmul(c, &l->up, LORA_SLOT(il, LORA_UP), NULL, c->xn, c->u, T);
         for (int64_t i = 0; i < T * n_ff; i++) {
             float gv = c->g[i];
             c->g[i] = gv / (1.0f + expf(-gv)) * c->u[i];
         }
-        matmul(c, &l->down, c->g, c->tmp, T);
-        lora_apply(c, LORA_SLOT(il, LORA_DOWN), c->g, c->tmp, T, NULL);
+        matmul(c, &l->down, LORA_SLOT(il, LORA_DOWN), NULL, c->g, c->tmp, T);
         for (int64_t i = 0; i < T * n_embd; i++)
             c->x[i] += c->tmp[i];
     }
@@ -413,8 +429,7 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
     for (int32_t i = 0; i < c->n_out; i++)
         rmsnorm(c->xn + (int64_t)i * n_embd, c->x + (int64_t)c->out_rows[i] * n_embd,
                 m->output_norm, n_embd, hp->eps);
-    matmul(c, &m->output, c->xn, c->logits, c->n_out);
-    lora_apply(c, LORA_SLOT_OUTPUT, c->xn, c->logits, c->n_out, c->out_rows);
+    matmul(c, &m->output, LORA_SLOT_OUTPUT, c->out_rows, c->xn, c->logits, c->n_out);
     add_bias(c->logits, m->output_bias, c->n_out, hp->n_vocab);
     for (int32_t i = 0; i < c->n_items; i++)
         c->items[i].seq->n_past += c->items[i].n;

@@ -421,9 +421,9 @@ int lora_set_replace(struct hr_ctx *c, struct lora_set *set, const struct hr_lor
     /* grow the context's scratch first: after this nothing can fail */
     struct lora_scratch *sc = &c->lora;
     int nt = pool_size(c->pool);
-    size_t tmp = (size_t)(max_r > LORA_TMP_ROWS ? max_r : LORA_TMP_ROWS) * sizeof(float);
-    tmp = (tmp + 63) & ~(size_t)63;
-    size_t conv = conv_bytes(c->model, max_r) + tmp;
+    size_t ldt = (size_t)(max_r > LORA_TMP_ROWS ? max_r : LORA_TMP_ROWS);
+    size_t tmp = LORA_NC * (((ldt * sizeof(float)) + 63) & ~(size_t)63);
+    size_t conv = LORA_NC * conv_bytes(c->model, max_r);
     if (rank_sum > sc->rank_cap) {
         float *la = malloc((size_t)c->n_batch * (size_t)rank_sum * sizeof(float));
         if (!la) return hr_err_set(err, -ENOMEM, -1, "out of memory for the adapters' scratch");
@@ -431,14 +431,15 @@ int lora_set_replace(struct hr_ctx *c, struct lora_set *set, const struct hr_lor
         sc->la = la;
         sc->rank_cap = (int32_t)rank_sum;
     }
-    if (n > 0 && (conv > sc->conv_size || tmp > sc->tmp_size || nt > sc->n_threads)) {
-        if (tmp < sc->tmp_size) /* the old tmp part must still fit */
-            conv += sc->tmp_size - tmp, tmp = sc->tmp_size;
-        void *cv = aligned_alloc(64, conv * (size_t)nt);
+    size_t old_conv = sc->conv_size - sc->tmp_size;
+    if (n > 0 && (conv > old_conv || tmp > sc->tmp_size || nt > sc->n_threads)) {
+        if (conv < old_conv) conv = old_conv;
+        if (tmp < sc->tmp_size) tmp = sc->tmp_size;
+        void *cv = aligned_alloc(64, (conv + tmp) * (size_t)nt);
         if (!cv) return hr_err_set(err, -ENOMEM, -1, "out of memory for the adapters' scratch");
         free(sc->conv);
         sc->conv = cv;
-        sc->conv_size = conv;
+        sc->conv_size = conv + tmp;
         sc->tmp_size = tmp;
         sc->n_threads = nt;
     }

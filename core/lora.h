@@ -111,7 +111,9 @@ struct lora_set {
 
 void lora_set_done(struct lora_set *s);
 
-/* Outputs of B computed per step into a thread's tmp floats. */
+/* Rows multiplied together (a gemm over a run of one sequence's rows), and
+ * outputs of B computed per step into a thread's tmp floats. */
+#define LORA_NC 8
 #define LORA_TMP_ROWS 256
 
 /* Scratch of the deltas, per context, grown when a sequence of the context
@@ -119,9 +121,9 @@ void lora_set_done(struct lora_set *s);
 struct lora_scratch {
     float *la; /* [n_batch][rank_cap]: A·x of every row, per use in set order */
     int32_t rank_cap;
-    /* [n_threads][conv_size]: per thread, an activation row in a kernel's
-     * vec_dot_type, then (the last tmp_size bytes) tmp floats: at least
-     * LORA_TMP_ROWS and the largest rank */
+    /* [n_threads][conv_size]: per thread, LORA_NC activation rows in a
+     * kernel's vec_dot_type, then (the last tmp_size bytes) LORA_NC rows of
+     * tmp floats, each at least LORA_TMP_ROWS and the largest rank long */
     void *conv;
     size_t conv_size, tmp_size;
     int n_threads;
@@ -135,16 +137,34 @@ void lora_scratch_done(struct lora_scratch *s);
 int lora_set_replace(struct hr_ctx *c, struct lora_set *set, const struct hr_lora_use *uses,
                      int32_t n, struct hr_err *err);
 
-/* True when some row of the planned pass has an adapter set. */
-bool lora_pass_active(const struct hr_ctx *c);
+/* The deltas of one product y[T][n_out] = W·x[T][n_in] of the planned pass,
+ * computed inside the base product's own pool runs (forward.c's matmul), so
+ * adapters add no synchronization to a pass: phase 1 (A·x of every row and
+ * adapter, into the scratch) runs as extra tasks beside the activations'
+ * conversion, phase 2 (y += s·(α/r)·B·(A·x)) on the output rows each base
+ * task has just computed. Row t of x and y is row t of the pass, or with
+ * row_map, row row_map[t] (the output head runs on the kept rows only). */
+struct lora_product {
+    struct hr_ctx *c;
+    int64_t slot;
+    const float *x;
+    float *y;
+    int64_t T, n_in, n_out;
+    const int32_t *row_map;
+    int32_t max_uses; /* most adapters in any row's set */
+    int64_t split;    /* phase 1: rank slices per (row, adapter) */
+    int64_t n_p1;     /* phase-1 tasks */
+};
 
-/* y[T][n_out] += the deltas of weight `slot` for every row whose sequence's
- * set changes it, given the product's input x[T][n_in] (f32, the same rows
- * the base product read). Row t of x and y is row t of the pass, or with
- * row_map, row row_map[t] (the output head runs on the kept rows only).
- * Allocates nothing. */
-void lora_apply(struct hr_ctx *c, int64_t slot, const float *x, float *y, int64_t T,
-                const int32_t *row_map);
+/* Fills *lp for weight `slot`; false when no row of the pass has an adapter
+ * that changes it (then there is nothing to do). */
+bool lora_product_init(struct lora_product *lp, struct hr_ctx *c, int64_t slot, const float *x,
+                       float *y, int64_t T, const int32_t *row_map);
+/* Phase-1 task i < lp->n_p1, on pool thread `thread`. */
+void lora_product_p1(const struct lora_product *lp, int64_t i, int thread);
+/* Phase 2 for outputs [o0, o1) of every row, after phase 1 and after the
+ * base product has written those outputs. */
+void lora_product_rows(const struct lora_product *lp, int64_t o0, int64_t o1, int thread);
 
 /* x[T][n_embd] (the embeddings just fetched) += the token_embd deltas. */
 void lora_apply_embd(struct hr_ctx *c, float *x, int64_t T);

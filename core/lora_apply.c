@@ -1,21 +1,25 @@
 /*
- * lora_apply.c — the low-rank deltas of the forward pass (lora.h): after
- * the base product y = W·x over all T rows of a pass, every row whose
- * sequence has an adapter set gets y += s·(α/r)·B·(A·x) for each adapter of
- * its set that changes W, in the set's order (the reference adds its
- * adapters' deltas one after the other, each scaled in f32 before the add).
+ * lora_apply.c — the low-rank deltas of the forward pass (lora.h): for a
+ * product y = W·x over the T rows of a pass, every row whose sequence has
+ * an adapter set gets y += s·(α/r)·B·(A·x) for each adapter of its set that
+ * changes W, in the set's order (the reference adds its adapters' deltas one
+ * after the other, each scaled in f32 before the add).
  *
- * Two parallel phases per product, each one pool run:
- *   1. la[t][off_u + k] = A_u[k]·x_t for every row t, adapter u of its set
- *      and k < r_u (tasks: row × adapter × a slice of the rank, so that one
- *      row of one adapter — a decode step — still spreads over the threads);
- *      off_u is the sum of the max ranks of the adapters before u.
- *   2. y[t][o] += s_u · B_u[o]·la[t][off_u ..] for chunks of outputs o
- *      (tasks: output chunks; every task walks all rows and adapters).
- * Both phases convert their activations (x_t, then la_t) to the matrix's
- * vec_dot_type first, as the reference's mul_mat does, and compute every
- * row on its own with the same operations whatever T is, so a row's result
- * does not depend on the other rows of the pass (ctx.h's batch invariance).
+ * The work rides on the base product's two pool runs (forward.c matmul):
+ *   1. beside the activations' conversion: la[t][off_u + k] = A_u[k]·x_t for
+ *      every row t, adapter u of its set and k < r_u; tasks are a block of
+ *      LORA_NC rows × an adapter × a slice of the rank (so that one row of
+ *      one adapter, a decode step, still spreads over the threads); off_u is
+ *      the sum of the max ranks of the adapters before u in the set.
+ *   2. after each base task's outputs: y[t][o] += s_u·B_u[o]·la[t][off_u ..]
+ *      for the task's outputs o, every row and adapter.
+ * Both convert their activations (x_t, then la_t) to the matrix type's
+ * vec_dot_type first, as the reference's mul_mat does, and multiply through
+ * the type's gemm tiles over runs of consecutive rows of the same sequence
+ * (the A or B rows are read once per run, not once per row). The tiles
+ * compute every element with the same operations whatever their width
+ * (quant.h), and everything else is per row, so a row's result does not
+ * depend on the other rows of the pass (ctx.h's batch invariance).
  *
  * Nothing is allocated here: the scratch (ctx->lora) was sized when a set
  * was given to a sequence of the context (lora_set_replace).
@@ -28,16 +32,14 @@
 
 #include <string.h>
 
-#define P2_ROWS LORA_TMP_ROWS /* most outputs of one phase-2 task: its tmp buffer's size */
-
 /* The set of pass row t. */
 static const struct lora_set *set_of(const struct hr_ctx *c, int64_t t)
 {
     return &c->items[c->row_item[t]].seq->loras;
 }
 
-/* Thread `thread`'s conversion buffer (activations in a vec_dot_type) and
- * its tmp floats (see lora_scratch_need). */
+/* Thread `thread`'s conversion buffer (LORA_NC activation rows in a
+ * vec_dot_type) and its tmp floats ([LORA_NC][tmp_size / LORA_NC bytes]). */
 static void *conv_of(const struct hr_ctx *c, int thread)
 {
     return (char *)c->lora.conv + (size_t)thread * c->lora.conv_size;
@@ -48,83 +50,68 @@ static float *tmp_of(const struct hr_ctx *c, int thread)
     return (float *)((char *)conv_of(c, thread) + c->lora.conv_size - c->lora.tmp_size);
 }
 
-/* x[n] (f32) as the activation operand of kernels k: converted into buf, or
- * x itself when the kernels read f32. */
-static const void *as_act(const struct quant_kernels *k, const float *x, int64_t n, void *buf)
+/* nc rows of n f32 values (x, row stride x_stride floats) as the activation
+ * operand of kernels k: converted into buf (row stride *stride bytes), or x
+ * itself when the kernels read f32. */
+static const void *as_act(const struct quant_kernels *k, const float *x, size_t x_stride, int64_t n,
+                          int nc, void *buf, size_t *stride)
 {
-    if (k->vec_dot_type == HR_TYPE_F32) return x;
-    quant_act_from_float(k->vec_dot_type)(x, buf, n);
+    if (k->vec_dot_type == HR_TYPE_F32) {
+        *stride = x_stride * sizeof(float);
+        return x;
+    }
+    quant_from_float_fn conv = quant_act_from_float(k->vec_dot_type);
+    *stride = hr_row_size(k->vec_dot_type, n);
+    for (int i = 0; i < nc; i++)
+        conv(x + (size_t)i * x_stride, (char *)buf + (size_t)i * *stride, n);
     return buf;
 }
 
-/* out[i] = W_{r0+i}·act for i < nr (rows of w, r0 .. r0+nr−1). */
-static void rows_dot(const struct weight *w, int64_t r0, int64_t nr, const void *act, float *out)
+/* out[c·ldo + i] = W_{r0+i}·act_c for i < nr, c < nc (act_c at act +
+ * c·stride): gemm tiles, or vec_dot without them. */
+static void rows_dot(const struct weight *w, int64_t r0, int64_t nr, const void *act, size_t stride,
+                     int nc, float *out, size_t ldo)
 {
     const struct quant_kernels *k = w->k;
     const char *wd = (const char *)w->data + (size_t)r0 * w->row_size;
+    const char *a = act;
     if (k->gemm) {
-        for (int64_t i = 0; i < nr; i += k->gemm_mr) {
-            int n = nr - i < k->gemm_mr ? (int)(nr - i) : k->gemm_mr;
-            k->gemm(w->n_in, out + i, 0, wd + (size_t)i * w->row_size, w->row_size, n, act, 0, 1);
+        for (int c0 = 0; c0 < nc; c0 += k->gemm_nc) {
+            int cn = nc - c0 < k->gemm_nc ? nc - c0 : k->gemm_nc;
+            for (int64_t i = 0; i < nr; i += k->gemm_mr) {
+                int n = nr - i < k->gemm_mr ? (int)(nr - i) : k->gemm_mr;
+                k->gemm(w->n_in, out + (size_t)c0 * ldo + i, ldo, wd + (size_t)i * w->row_size,
+                        w->row_size, n, a + (size_t)c0 * stride, stride, cn);
+            }
         }
         return;
     }
-    for (int64_t i = 0; i < nr; i++)
-        k->vec_dot(w->n_in, &out[i], wd + (size_t)i * w->row_size, act);
+    for (int c = 0; c < nc; c++)
+        for (int64_t i = 0; i < nr; i++)
+            k->vec_dot(w->n_in, &out[(size_t)c * ldo + i], wd + (size_t)i * w->row_size,
+                       a + (size_t)c * stride);
 }
 
-struct job {
-    struct hr_ctx *c;
-    int64_t slot;
-    const float *x;
-    float *y;
-    int64_t T, n_in, n_out;
-    const int32_t *row_map; /* NULL: identity */
-    int32_t max_uses;       /* most adapters in any row's set */
-    int64_t split;          /* phase 1: rank slices per (row, adapter) */
-    int64_t rows;           /* phase 2: outputs per task */
-};
-
-static void phase1(void *arg, int64_t i, int thread)
+/* Rows t0 .. t0+n−1 of the product (t < T): the length of the run from t0
+ * whose rows share t0's set (one sequence's consecutive rows), at most
+ * `max`. */
+static int run_length(const struct lora_product *lp, int64_t t0, int64_t max)
 {
-    const struct job *j = arg;
-    struct hr_ctx *c = j->c;
-    int64_t s = i % j->split, u = (i / j->split) % j->max_uses, t = i / (j->split * j->max_uses);
-    const struct lora_set *set = set_of(c, j->row_map ? j->row_map[t] : t);
-    if (u >= set->n || set->uses[u].scale == 0.0f) return;
-    const struct lora_pair *p = set->uses[u].lora->slot[j->slot];
-    if (!p) return;
+    const struct hr_ctx *c = lp->c;
+    const struct lora_set *s0 = set_of(c, lp->row_map ? lp->row_map[t0] : t0);
+    int n = 1;
+    while (n < max && t0 + n < lp->T && set_of(c, lp->row_map ? lp->row_map[t0 + n] : t0 + n) == s0)
+        n++;
+    return n;
+}
+
+/* The offset of use u's A·x values in a row of la. */
+static int64_t use_offset(const struct lora_set *set, int64_t u)
+{
     int64_t off = 0;
     for (int64_t v = 0; v < u; v++)
         off += set->uses[v].lora->max_r;
-    int64_t k0 = p->r * s / j->split, k1 = p->r * (s + 1) / j->split;
-    if (k1 <= k0) return;
-    const void *act = as_act(p->a.k, j->x + t * j->n_in, j->n_in, conv_of(c, thread));
-    rows_dot(&p->a, k0, k1 - k0, act, c->lora.la + t * c->lora.rank_cap + off + k0);
-}
-
-static void phase2(void *arg, int64_t i, int thread)
-{
-    const struct job *j = arg;
-    struct hr_ctx *c = j->c;
-    int64_t o0 = i * j->rows, o1 = o0 + j->rows < j->n_out ? o0 + j->rows : j->n_out;
-    float *tmp = tmp_of(c, thread);
-    for (int64_t t = 0; t < j->T; t++) {
-        const struct lora_set *set = set_of(c, j->row_map ? j->row_map[t] : t);
-        int64_t off = 0;
-        for (int32_t u = 0; u < set->n; off += set->uses[u].lora->max_r, u++) {
-            const struct hr_lora_use *use = &set->uses[u];
-            const struct lora_pair *p = use->lora->slot[j->slot];
-            if (!p || use->scale == 0.0f) continue;
-            const void *act =
-                as_act(p->b.k, c->lora.la + t * c->lora.rank_cap + off, p->r, conv_of(c, thread));
-            rows_dot(&p->b, o0, o1 - o0, act, tmp);
-            float sc = lora_eff_scale(use->scale, use->lora->file->alpha, p->r);
-            float *yr = j->y + t * j->n_out;
-            for (int64_t o = o0; o < o1; o++)
-                yr[o] += tmp[o - o0] * sc;
-        }
-    }
+    return off;
 }
 
 /* Most adapters in the set of any row of the pass (0: nothing to do). */
@@ -136,34 +123,84 @@ static int32_t max_uses(const struct hr_ctx *c)
     return m;
 }
 
-bool lora_pass_active(const struct hr_ctx *c)
-{
-    return max_uses(c) > 0;
-}
-
-void lora_apply(struct hr_ctx *c, int64_t slot, const float *x, float *y, int64_t T,
-                const int32_t *row_map)
+bool lora_product_init(struct lora_product *lp, struct hr_ctx *c, int64_t slot, const float *x,
+                       float *y, int64_t T, const int32_t *row_map)
 {
     int32_t mu = max_uses(c);
-    if (mu == 0) return;
-    /* the base product's shape, from any adapter that has this slot */
+    if (mu == 0) return false;
+    /* the product's shape, from any adapter of the pass that changes it */
     const struct lora_pair *any = NULL;
     for (int32_t i = 0; i < c->n_items && !any; i++) {
         const struct lora_set *set = &c->items[i].seq->loras;
         for (int32_t u = 0; u < set->n && !any; u++)
             any = set->uses[u].lora->slot[slot];
     }
-    if (!any) return;
+    if (!any) return false;
     int nt = pool_size(c->pool);
-    struct job j = {c, slot, x, y, T, any->a.n_in, any->b.n_out, row_map, mu, 1, P2_ROWS};
-    /* few (row, adapter) tasks: slice the ranks so every thread works */
-    if (T * mu < nt) j.split = (nt + T * mu - 1) / (T * mu);
-    pool_run(c->pool, phase1, &j, T * mu * j.split);
-    int64_t rows = (j.n_out + 4 * nt - 1) / (4 * nt);
-    rows = rows < 16 ? 16 : rows > P2_ROWS ? P2_ROWS : rows;
-    j.rows = (rows + 3) / 4 * 4; /* whole gemm tiles (gemm_mr is 4 on every path) */
-    if (j.rows > P2_ROWS) j.rows = P2_ROWS;
-    pool_run(c->pool, phase2, &j, (j.n_out + j.rows - 1) / j.rows);
+    int64_t blocks = (T + LORA_NC - 1) / LORA_NC;
+    *lp = (struct lora_product){c, slot, x, y, T, any->a.n_in, any->b.n_out, row_map, mu, 1};
+    /* few (block, adapter) pairs, as in a decode step: slice the ranks so
+     * that every thread takes part */
+    if (blocks * mu < nt) lp->split = (nt + blocks * mu - 1) / (blocks * mu);
+    lp->n_p1 = blocks * mu * lp->split;
+    return true;
+}
+
+void lora_product_p1(const struct lora_product *lp, int64_t i, int thread)
+{
+    struct hr_ctx *c = lp->c;
+    int64_t s = i % lp->split, u = (i / lp->split) % lp->max_uses;
+    int64_t b = i / (lp->split * lp->max_uses);
+    int64_t t1 = (b + 1) * LORA_NC < lp->T ? (b + 1) * LORA_NC : lp->T;
+    for (int64_t t = b * LORA_NC; t < t1;) {
+        int nc = run_length(lp, t, t1 - t);
+        const struct lora_set *set = set_of(c, lp->row_map ? lp->row_map[t] : t);
+        const struct lora_pair *p =
+            u < set->n && set->uses[u].scale != 0.0f ? set->uses[u].lora->slot[lp->slot] : NULL;
+        int64_t k0 = p ? p->r * s / lp->split : 0, k1 = p ? p->r * (s + 1) / lp->split : 0;
+        if (k1 > k0) {
+            size_t stride;
+            const void *act = as_act(p->a.k, lp->x + t * lp->n_in, (size_t)lp->n_in, lp->n_in, nc,
+                                     conv_of(c, thread), &stride);
+            rows_dot(&p->a, k0, k1 - k0, act, stride, nc,
+                     c->lora.la + t * c->lora.rank_cap + use_offset(set, u) + k0,
+                     (size_t)c->lora.rank_cap);
+        }
+        t += nc;
+    }
+}
+
+void lora_product_rows(const struct lora_product *lp, int64_t o0, int64_t o1, int thread)
+{
+    struct hr_ctx *c = lp->c;
+    float *tmp = tmp_of(c, thread);
+    size_t ldt = c->lora.tmp_size / LORA_NC / sizeof(float); /* >= LORA_TMP_ROWS */
+    for (int64_t t = 0; t < lp->T;) {
+        int nc = run_length(lp, t, LORA_NC);
+        const struct lora_set *set = set_of(c, lp->row_map ? lp->row_map[t] : t);
+        int64_t off = 0;
+        for (int32_t u = 0; u < set->n; off += set->uses[u].lora->max_r, u++) {
+            const struct hr_lora_use *use = &set->uses[u];
+            const struct lora_pair *p = use->lora->slot[lp->slot];
+            if (!p || use->scale == 0.0f) continue;
+            size_t stride;
+            const void *act =
+                as_act(p->b.k, c->lora.la + t * c->lora.rank_cap + off, (size_t)c->lora.rank_cap,
+                       p->r, nc, conv_of(c, thread), &stride);
+            float sc = lora_eff_scale(use->scale, use->lora->file->alpha, p->r);
+            for (int64_t o = o0; o < o1; o += LORA_TMP_ROWS) {
+                int64_t n = o1 - o < LORA_TMP_ROWS ? o1 - o : LORA_TMP_ROWS;
+                rows_dot(&p->b, o, n, act, stride, nc, tmp, ldt);
+                for (int r = 0; r < nc; r++) {
+                    float *yr = lp->y + (t + r) * lp->n_out + o;
+                    const float *tr = tmp + (size_t)r * ldt;
+                    for (int64_t i = 0; i < n; i++)
+                        yr[i] += tr[i] * sc;
+                }
+            }
+        }
+        t += nc;
+    }
 }
 
 void lora_apply_embd(struct hr_ctx *c, float *x, int64_t T)
@@ -171,6 +208,7 @@ void lora_apply_embd(struct hr_ctx *c, float *x, int64_t T)
     if (max_uses(c) == 0) return;
     int64_t n_embd = c->model->hp.n_embd;
     float *a_t = tmp_of(c, 0);
+    float *d = a_t + c->lora.tmp_size / LORA_NC / sizeof(float); /* the tmp's second row */
     for (int64_t t = 0; t < T; t++) {
         const struct lora_set *set = set_of(c, t);
         for (int32_t u = 0; u < set->n; u++) {
@@ -180,13 +218,13 @@ void lora_apply_embd(struct hr_ctx *c, float *x, int64_t T)
             /* row `token` of A: its r values (A ne=[r, n_vocab]) */
             p->a.k->to_float((const char *)p->a.data + (size_t)c->row_tok[t] * p->a.row_size, a_t,
                              p->r);
-            const void *act = as_act(p->b.k, a_t, p->r, conv_of(c, 0));
+            size_t stride;
+            const void *act = as_act(p->b.k, a_t, (size_t)p->r, p->r, 1, conv_of(c, 0), &stride);
             float sc = lora_eff_scale(use->scale, use->lora->file->alpha, p->r);
             float *xr = x + t * n_embd;
-            for (int64_t o = 0; o < n_embd; o += P2_ROWS) {
-                int64_t n = n_embd - o < P2_ROWS ? n_embd - o : P2_ROWS;
-                float d[P2_ROWS];
-                rows_dot(&p->b, o, n, act, d);
+            for (int64_t o = 0; o < n_embd; o += LORA_TMP_ROWS) {
+                int64_t n = n_embd - o < LORA_TMP_ROWS ? n_embd - o : LORA_TMP_ROWS;
+                rows_dot(&p->b, o, n, act, stride, 1, d, 0);
                 for (int64_t i = 0; i < n; i++)
                     xr[o + i] += d[i] * sc;
             }

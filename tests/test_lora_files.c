@@ -484,6 +484,15 @@ Test(cli, logits_and_generate_take_lora, .timeout = 120)
     cr_assert(strstr(e, "rank 8"), "%s", e);
     free(o);
     free(e);
+    /* bench: the base and the adapters alternate, and the cost is reported */
+    rc = tu_hearth(&o, &e, "bench", "-m", base, "-p", "8", "-n", "4", "-r", "1", "-t", "2",
+                   "--no-limits", "--lora", sb, NULL);
+    cr_assert_eq(rc, 0, "%s", e);
+    cr_assert(strstr(o, "| tg4 |") && strstr(o, "| tg4+lora |") && strstr(o, "| pp8+lora |"),
+              "%s", o);
+    cr_assert(strstr(o, "lora cost"), "%s", o);
+    free(o);
+    free(e);
     const char *missing = lu_tmp("missing.gguf");
     rc = tu_hearth(&o, &e, "generate", "-m", base, "-p", "hello", "--lora", missing, NULL);
     cr_assert_eq(rc, 1);
