@@ -8,12 +8,15 @@
  *   hearth lora mkadapter -m BASE -o OUT [--rank R] [--alpha A] [--type T]
  *                         [--targets q,k,v,o,gate,up,down,output] [--seed S]
  *       (for benchmarks and tests, not in --help) a random adapter for BASE
+ *   hearth lora load FILE [--name N] | list [--json] | unload NAME   [--socket PATH]
+ *       the adapters of the running hearthd (socket methods lora.*)
  *
  * and the `--lora FILE[:SCALE]` specs that generate and logits take
  * (cli_lora_parse, cli_lora_load). Results are files; progress on stderr.
  */
 #include "cli.h"
 
+#include "client.h"
 #include "gguf.h"
 #include "lora.h"
 #include "quant.h"
@@ -345,13 +348,141 @@ static int lora_mkadapter_cmd(int argc, char **argv)
     return 0;
 }
 
+/* ---- load, list, unload on hearthd ---------------------------------------------------- */
+
+/* Calls `method` with `params` (consumed) on the daemon at `sock` (NULL:
+ * the default socket); dies with the daemon's message. Owned result. */
+static json_t *daemon_call(const char *sock, const char *method, json_t *params)
+{
+    struct ipc_client *c;
+    struct hr_err err;
+    if (!params) cli_die(1, "out of memory");
+    if (ipc_client_connect(sock, &c, &err) < 0) cli_die(1, "%s", err.msg);
+    struct ipc_call call = {method, params, NULL, NULL, NULL};
+    json_t *res = NULL;
+    int code = 0;
+    if (ipc_client_call(c, &call, &res, &code, &err) != 0) cli_die(1, "%s", err.msg);
+    ipc_client_free(c);
+    json_decref(params);
+    return res;
+}
+
+static void fmt_bytes(char *buf, size_t n, json_int_t b)
+{
+    if (b >= 1 << 20)
+        snprintf(buf, n, "%.1f MiB", (double)b / (1 << 20));
+    else
+        snprintf(buf, n, "%.1f KiB", (double)b / (1 << 10));
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "?";
+}
+
+static int jint(json_t *o, const char *key)
+{
+    return (int)json_integer_value(json_object_get(o, key));
+}
+
+static int lora_client_cmd(const char *sub, int argc, char **argv)
+{
+    const char *sock = NULL, *name = NULL, *pos = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "--socket") || !strcmp(a, "--name")) {
+            if (i + 1 >= argc) cli_die(EXIT_USAGE, "%s: missing value", a);
+            if (a[2] == 's')
+                sock = argv[++i];
+            else
+                name = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            cli_die(EXIT_USAGE, "unknown option '%s' (see hearth lora --help)", a);
+        } else if (!pos) {
+            pos = a;
+        } else {
+            cli_die(EXIT_USAGE, "unexpected argument '%s'", a);
+        }
+    }
+    if (!strcmp(sub, "load")) {
+        if (!pos || json)
+            cli_die(EXIT_USAGE, "usage: hearth lora load FILE [--name N] [--socket PATH]");
+        /* the daemon has its own working directory: a file that exists here
+         * goes as an absolute path, anything else as written (a name the
+         * daemon looks up in lora.dir) */
+        char *abs = realpath(pos, NULL);
+        json_t *p = json_pack("{s:s}", "path", abs ? abs : pos);
+        free(abs);
+        if (p && name && json_object_set_new(p, "name", json_string(name)) < 0)
+            cli_die(1, "out of memory");
+        json_t *r = daemon_call(sock, "lora.load", p);
+        char sz[32];
+        fmt_bytes(sz, sizeof sz, json_integer_value(json_object_get(r, "bytes")));
+        printf("loaded %s: %s (%d tensors, rank %d, alpha %g, %s)\n", jstr(r, "name"),
+               jstr(r, "path"), jint(r, "tensors"), jint(r, "rank"),
+               json_number_value(json_object_get(r, "alpha")), sz);
+        json_decref(r);
+        return 0;
+    }
+    if (!strcmp(sub, "unload")) {
+        if (!pos || name || json)
+            cli_die(EXIT_USAGE, "usage: hearth lora unload NAME [--socket PATH]");
+        json_decref(daemon_call(sock, "lora.unload", json_pack("{s:s}", "name", pos)));
+        printf("unloaded %s\n", pos);
+        return 0;
+    }
+    if (pos || name) cli_die(EXIT_USAGE, "usage: hearth lora list [--json] [--socket PATH]");
+    json_t *r = daemon_call(sock, "lora.list", json_object());
+    if (json) {
+        char *t = json_dumps(r, JSON_INDENT(2));
+        if (t) puts(t);
+        free(t);
+        json_decref(r);
+        return 0;
+    }
+    json_t *ads = json_object_get(r, "adapters"), *prs = json_object_get(r, "profiles"), *e;
+    size_t i;
+    if (!json_array_size(ads))
+        puts("no adapters loaded");
+    else
+        printf("%-24s %5s %8s %7s %10s  %s\n", "NAME", "RANK", "ALPHA", "TENSORS", "SIZE", "PATH");
+    json_array_foreach(ads, i, e)
+    {
+        char sz[32];
+        fmt_bytes(sz, sizeof sz, json_integer_value(json_object_get(e, "bytes")));
+        printf("%-24s %5d %8g %7d %10s  %s\n", jstr(e, "name"), jint(e, "rank"),
+               json_number_value(json_object_get(e, "alpha")), jint(e, "tensors"), sz,
+               jstr(e, "path"));
+    }
+    json_array_foreach(prs, i, e)
+    {
+        if (i == 0) puts("\nprofiles:");
+        printf("  %s:", jstr(e, "name"));
+        size_t k;
+        json_t *u;
+        json_array_foreach(json_object_get(e, "adapters"), k, u)
+            printf("%s %s:%g", k ? " +" : "", jstr(u, "name"),
+                   json_number_value(json_object_get(u, "scale")));
+        putchar('\n');
+    }
+    json_decref(r);
+    return 0;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------- */
 
 int cmd_lora(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs("usage: hearth lora merge BASE ADAPTER[:SCALE]... -o OUT [--type T] [-t N]\n"
-              "       hearth lora import DIR -m BASE -o OUT.gguf\n",
+              "       hearth lora import DIR -m BASE -o OUT.gguf\n"
+              "       hearth lora load FILE [--name N] [--socket PATH]   (running hearthd)\n"
+              "       hearth lora list [--json] [--socket PATH]\n"
+              "       hearth lora unload NAME [--socket PATH]\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
@@ -359,5 +490,7 @@ int cmd_lora(int argc, char **argv)
     if (!strcmp(sub, "merge")) return lora_merge_cmd(argc - 1, argv + 1);
     if (!strcmp(sub, "import")) return lora_import_cmd(argc - 1, argv + 1);
     if (!strcmp(sub, "mkadapter")) return lora_mkadapter_cmd(argc - 1, argv + 1);
-    cli_die(EXIT_USAGE, "unknown lora command '%s' (merge, import)", sub);
+    if (!strcmp(sub, "load") || !strcmp(sub, "list") || !strcmp(sub, "unload"))
+        return lora_client_cmd(sub, argc - 1, argv + 1);
+    cli_die(EXIT_USAGE, "unknown lora command '%s' (merge, import, load, list, unload)", sub);
 }

@@ -43,7 +43,9 @@ static const struct command {
      "lora merge BASE ADAPTER[:SCALE]... -o OUT [--type T] [-t THREADS]\n"
      "      fold LoRA adapters into a model file (each tensor requantized to its type, or T)\n"
      "  lora import DIR -m BASE -o OUT.gguf\n"
-     "      convert a PEFT adapter (adapter_config.json + adapter_model.safetensors) to GGUF"},
+     "      convert a PEFT adapter (adapter_config.json + adapter_model.safetensors) to GGUF\n"
+     "  lora load FILE [--name N] | lora list [--json] | lora unload NAME  [--socket PATH]\n"
+     "      load, list and unload adapters of the running hearthd (docs/lora.md)"},
     {"ask", cmd_ask,
      "ask [--socket PATH] [--session S] [-n|--max-tokens N] [--temp T] [--seed S] [--raw] [-v]\n"
      "           QUESTION...\n"

@@ -254,6 +254,8 @@ static void reload(struct daemon *d)
         fresh.sampling.temperature, fresh.sampling.top_p,   fresh.sampling.min_p,
         fresh.sampling.repeat_penalty, fresh.sampling.top_k, fresh.sampling.max_tokens, true};
     hd_sched_set_defaults(d->sched, &def);
+    if (hd_sched_set_lora_config(d->sched, &fresh.lora) < 0)
+        hd_error("reload: lora.dir and lora.profiles not applied (out of memory)");
     reload_tools(d, &fresh);
     const char *restart = NULL;
     if ((fresh.model && (!d->cfg.model || strcmp(fresh.model, d->cfg.model))) ||
@@ -261,7 +263,8 @@ static void reload(struct daemon *d)
         fresh.batch != d->cfg.batch || fresh.parallel != d->cfg.parallel ||
         fresh.http.enabled != d->cfg.http.enabled || fresh.http.port != d->cfg.http.port)
         restart = "; model, threads, context, batch, parallel and http changes need a restart";
-    hd_info("reloaded the configuration (log level, sampling defaults, tools, policy, Lua)%s",
+    hd_info("reloaded the configuration (log level, sampling defaults, LoRA profiles, tools, "
+            "policy, Lua)%s",
             restart ? restart : "");
     hd_config_done(&fresh);
 }
@@ -451,6 +454,12 @@ int main(int argc, char **argv)
     };
     if ((rc = hd_sched_new(d.model, &sp, d.loop, &d.sched, &err)) < 0) {
         snprintf(failbuf, sizeof failbuf, "cannot start the engine: %s", err.msg);
+        fail = failbuf;
+        goto out;
+    }
+    if ((rc = hd_sched_set_lora_config(d.sched, &d.cfg.lora)) < 0) {
+        snprintf(failbuf, sizeof failbuf, "lora.profiles: %s",
+                 rc == -E2BIG ? "a profile stacks more than 8 adapters" : strerror(-rc));
         fail = failbuf;
         goto out;
     }

@@ -20,12 +20,20 @@
  * session keeps the longest common prefix of its prompt and those tokens.
  * A session with a request queued or running is busy; only the engine
  * thread touches a busy session's tokens and sequence.
+ *
+ * LoRA adapters: the registry (loop thread) holds one reference to each
+ * loaded adapter; a request resolves its names at submit and holds its own
+ * references until it is freed; a session remembers the set its sequence
+ * was last evaluated with (the sequence holds those references), and a
+ * request with another set replaces it and starts the cache over.
  */
 #include "scheduler.h"
 
+#include "config.h"
 #include "loop.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -45,6 +53,8 @@ struct session {
     struct hr_seq *seq;   /* NULL until first used (created by the engine thread) */
     int32_t *tokens;      /* the cached tokens: [n_tokens] */
     int32_t n_tokens, cap;
+    struct hr_lora_use *loras; /* the set seq was evaluated with (seq holds the references) */
+    int32_t n_loras;
     bool busy;
     double last_used;
     struct session *next;
@@ -66,6 +76,8 @@ struct req {
     struct hd_gen_params gen;
     char *stops[HD_MAX_STOP];
     struct hr_grammar *grammar; /* compiled at submit; attached to smp by start() */
+    struct hr_lora_use *loras;  /* resolved at submit, one reference each held */
+    int32_t n_loras;
     bool print_special;         /* control tokens are part of the text (tool-call markers) */
     double t_submit;
 
@@ -126,7 +138,16 @@ struct hd_sched {
     struct req *live;
     uint64_t next_id, next_client;
     int32_t n_clients;
+    /* LoRA registry: entries[i] (name and path owned) and its adapter */
+    struct hd_lora_entry *lora_ents;
+    struct hr_lora **lora_objs;
+    size_t n_lora, lora_cap;
+    char *lora_dir;
+    struct hd_lora_profile_entry *profiles; /* names owned */
+    size_t n_profiles;
 };
+
+static void free_profiles(struct hd_lora_profile_entry *p, size_t n);
 
 /* ---- small helpers ------------------------------------------------------------- */
 
@@ -187,6 +208,7 @@ static void session_free(struct session *ss)
         return;
     hr_seq_free(ss->seq);
     free(ss->tokens);
+    free(ss->loras);
     free(ss->name);
     free(ss);
 }
@@ -201,6 +223,9 @@ static void req_free(struct req *r)
         free(r->stops[i]);
     hr_sampler_free(r->smp);
     hr_grammar_free(r->grammar);
+    for (int32_t i = 0; i < r->n_loras; i++)
+        hr_lora_free(r->loras[i].lora);
+    free(r->loras);
     free(r->text);
     free(r->out);
     free(r->final);
@@ -461,8 +486,20 @@ static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int
     return i;
 }
 
+/* The session's sequence was evaluated with r's adapter set. */
+static bool same_loras(const struct session *ss, const struct req *r)
+{
+    if (ss->n_loras != r->n_loras)
+        return false;
+    for (int32_t i = 0; i < r->n_loras; i++)
+        if (ss->loras[i].lora != r->loras[i].lora || ss->loras[i].scale != r->loras[i].scale)
+            return false;
+    return true;
+}
+
 /* Under mu: an idle temporary sequence, preferring the one that shares the
- * longest prefix with the prompt; NULL when all are busy. */
+ * longest prefix with the prompt (under the same adapters); NULL when all
+ * are busy. */
 static struct session *pick_temp(struct hd_sched *s, const struct req *r)
 {
     struct session *best = NULL;
@@ -470,7 +507,9 @@ static struct session *pick_temp(struct hd_sched *s, const struct req *r)
     for (struct session *ss = s->sessions; ss; ss = ss->next) {
         if (ss->name || ss->busy)
             continue;
-        int32_t l = common_prefix(ss->tokens, ss->n_tokens, r->prompt, r->n_prompt);
+        int32_t l = same_loras(ss, r)
+                        ? common_prefix(ss->tokens, ss->n_tokens, r->prompt, r->n_prompt)
+                        : 0;
         if (l > best_len) {
             best = ss;
             best_len = l;
@@ -571,6 +610,26 @@ static void start(struct hd_sched *s, struct req *r)
             finish(s, r, NULL, rc, err.msg);
             return;
         }
+    }
+    /* another adapter set: the cache was computed with the old one */
+    if (!same_loras(ss, r)) {
+        struct hr_lora_use *copy = NULL;
+        if (r->n_loras && !(copy = malloc((size_t)r->n_loras * sizeof *copy))) {
+            finish(s, r, NULL, -ENOMEM, "out of memory");
+            return;
+        }
+        int rc = hr_seq_set_loras(ss->seq, r->loras, r->n_loras, &err);
+        if (rc < 0) {
+            free(copy);
+            finish(s, r, NULL, rc, err.msg);
+            return;
+        }
+        if (copy)
+            memcpy(copy, r->loras, (size_t)r->n_loras * sizeof *copy);
+        free(ss->loras);
+        ss->loras = copy;
+        ss->n_loras = r->n_loras;
+        ss->n_tokens = 0;
     }
     /* keep the common prefix, but always evaluate at least one token so
      * there are logits to sample from */
@@ -873,6 +932,12 @@ void hd_sched_free(struct hd_sched *s)
         session_free(ss);
     }
     hr_ctx_free(s->ctx);
+    while (s->n_lora > 0)
+        hd_sched_lora_unload(s, s->lora_ents[s->n_lora - 1].name);
+    free(s->lora_ents);
+    free(s->lora_objs);
+    free(s->lora_dir);
+    free_profiles(s->profiles, s->n_profiles);
     if (s->efd >= 0)
         close(s->efd);
     pthread_mutex_destroy(&s->mu);
@@ -984,6 +1049,239 @@ static int tokenize(const struct hd_sched *s, const char *text, bool parse_speci
     return 0;
 }
 
+/* ---- LoRA registry (loop thread) -------------------------------------------------- */
+
+/* The config's rule for names (lora.profiles refers to adapters by name):
+ * 1 to 64 letters, digits or _ . : -, not starting with . : - */
+static bool lora_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len > 64 || strchr(".:-", n[0]))
+        return false;
+    for (const char *p = n; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("_.:-", *p)))
+            return false;
+    return true;
+}
+
+static ssize_t lora_find(const struct hd_sched *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_lora; i++)
+        if (!strcmp(s->lora_ents[i].name, name))
+            return (ssize_t)i;
+    return -1;
+}
+
+/* The file `path` names: itself, or for a bare file name with lora.dir set,
+ * DIR/path or DIR/path.gguf when one exists. Owned. */
+static char *lora_resolve_path(const struct hd_sched *s, const char *path)
+{
+    if (s->lora_dir && !strchr(path, '/')) {
+        for (int ext = 0; ext < 2; ext++) {
+            char *p;
+            if (asprintf(&p, "%s/%s%s", s->lora_dir, path, ext ? ".gguf" : "") < 0)
+                return NULL;
+            if (access(p, F_OK) == 0)
+                return p;
+            free(p);
+        }
+    }
+    return strdup(path);
+}
+
+int hd_sched_lora_load(struct hd_sched *s, const char *path, const char *name,
+                       const struct hd_lora_entry **out, struct hr_err *err)
+{
+    hr_err_clear(err);
+    char *file = NULL, *nm = NULL;
+    struct hr_lora *l = NULL;
+    int rc = -ENOMEM;
+    if (!path || !path[0])
+        return seterr(err, -EINVAL, "no adapter file given");
+    if (!(file = lora_resolve_path(s, path)))
+        goto fail;
+    if (name && name[0]) {
+        nm = strdup(name);
+    } else { /* the file name without directory and .gguf */
+        const char *b = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+        size_t n = strlen(b);
+        if (n > 5 && !strcmp(b + n - 5, ".gguf"))
+            n -= 5;
+        nm = strndup(b, n);
+    }
+    if (!nm)
+        goto fail;
+    if (!lora_name_ok(nm)) {
+        rc = seterr(err, -EINVAL,
+                    "adapter name '%.80s' is not valid (1 to 64 letters, digits or _ . : -, "
+                    "not starting with . : -)",
+                    nm);
+        goto fail;
+    }
+    if (lora_find(s, nm) >= 0) {
+        rc = seterr(err, -EEXIST, "an adapter named '%s' is loaded already (unload it first)",
+                    nm);
+        goto fail;
+    }
+    if (grow((void **)&s->lora_ents, &s->lora_cap, s->n_lora + 1, sizeof *s->lora_ents) < 0)
+        goto fail;
+    size_t cap = s->n_lora;
+    if (grow((void **)&s->lora_objs, &cap, s->n_lora + 1, sizeof *s->lora_objs) < 0)
+        goto fail;
+    if ((rc = hr_lora_load(s->model, file, &l, err)) < 0)
+        goto fail;
+    struct hd_lora_entry *e = &s->lora_ents[s->n_lora];
+    e->name = nm;
+    e->path = file;
+    hr_lora_get_info(l, &e->info);
+    s->lora_objs[s->n_lora++] = l;
+    if (out)
+        *out = e;
+    return 0;
+fail:
+    if (rc == -ENOMEM && err && !err->msg[0])
+        seterr(err, 0, "out of memory");
+    free(file);
+    free(nm);
+    return rc;
+}
+
+int hd_sched_lora_unload(struct hd_sched *s, const char *name)
+{
+    ssize_t i = lora_find(s, name);
+    if (i < 0)
+        return -ENOENT;
+    free((char *)s->lora_ents[i].name);
+    free((char *)s->lora_ents[i].path);
+    hr_lora_free(s->lora_objs[i]); /* in-flight users hold their own references */
+    memmove(&s->lora_ents[i], &s->lora_ents[i + 1], (s->n_lora - (size_t)i - 1) *
+                                                         sizeof *s->lora_ents);
+    memmove(&s->lora_objs[i], &s->lora_objs[i + 1], (s->n_lora - (size_t)i - 1) *
+                                                         sizeof *s->lora_objs);
+    s->n_lora--;
+    return 0;
+}
+
+size_t hd_sched_lora_list(const struct hd_sched *s, const struct hd_lora_entry **out)
+{
+    *out = s->lora_ents;
+    return s->n_lora;
+}
+
+static void free_profiles(struct hd_lora_profile_entry *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(p[i].name);
+        for (int k = 0; k < p[i].n_uses; k++)
+            free((char *)p[i].uses[k].name);
+    }
+    free(p);
+}
+
+int hd_sched_set_lora_config(struct hd_sched *s, const struct hd_lora_config *cfg)
+{
+    char *dir = NULL;
+    struct hd_lora_profile_entry *pr = NULL;
+    if (cfg->dir && !(dir = strdup(cfg->dir)))
+        return -ENOMEM;
+    if (cfg->n_profiles && !(pr = calloc(cfg->n_profiles, sizeof *pr))) {
+        free(dir);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_profiles; i++) {
+        const struct hd_lora_profile *cp = &cfg->profiles[i];
+        bool ok = (pr[i].name = strdup(cp->name)) != NULL && cp->n_uses <= HD_MAX_LORA;
+        for (size_t k = 0; ok && k < cp->n_uses; k++) {
+            ok = (pr[i].uses[k].name = strdup(cp->uses[k].adapter)) != NULL;
+            pr[i].uses[k].scale = cp->uses[k].scale;
+            pr[i].n_uses += ok;
+        }
+        if (!ok) {
+            free_profiles(pr, cfg->n_profiles);
+            free(dir);
+            return cp->n_uses > HD_MAX_LORA ? -E2BIG : -ENOMEM;
+        }
+    }
+    free(s->lora_dir);
+    free_profiles(s->profiles, s->n_profiles);
+    s->lora_dir = dir;
+    s->profiles = pr;
+    s->n_profiles = cfg->n_profiles;
+    return 0;
+}
+
+size_t hd_sched_lora_profiles(const struct hd_sched *s, const struct hd_lora_profile_entry **out)
+{
+    *out = s->profiles;
+    return s->n_profiles;
+}
+
+/* The adapter of registry name `name`, loading DIR/NAME.gguf from lora.dir
+ * on first use; NULL with err set when there is none. */
+static struct hr_lora *lora_by_name(struct hd_sched *s, const char *name, struct hr_err *err)
+{
+    ssize_t i = lora_find(s, name);
+    if (i >= 0)
+        return s->lora_objs[i];
+    if (s->lora_dir && lora_name_ok(name)) {
+        char *p;
+        if (asprintf(&p, "%s/%s.gguf", s->lora_dir, name) < 0) {
+            seterr(err, -ENOMEM, "out of memory");
+            return NULL;
+        }
+        bool exists = access(p, F_OK) == 0;
+        int rc = exists ? hd_sched_lora_load(s, p, name, NULL, err) : -ENOENT;
+        free(p);
+        if (rc == 0)
+            return s->lora_objs[s->n_lora - 1];
+        if (exists)
+            return NULL; /* err says why it did not load */
+    }
+    seterr(err, -ENOENT, "unknown LoRA adapter '%.80s' (load it with lora.load%s)", name,
+           s->lora_dir ? ", or put it in lora.dir" : "");
+    return NULL;
+}
+
+/* r->loras from the request's names or profile, one reference each. */
+static int resolve_loras(struct hd_sched *s, struct req *r, const struct hd_gen_params *g,
+                         struct hr_err *err)
+{
+    const struct hd_lora_req *uses = g->lora;
+    int n = g->n_lora;
+    if (n < 0 || n > HD_MAX_LORA)
+        return seterr(err, -EINVAL, "at most %d LoRA adapters", HD_MAX_LORA);
+    if (g->lora_profile) {
+        if (n > 0)
+            return seterr(err, -EINVAL, "give LoRA adapters or a profile, not both");
+        const struct hd_lora_profile_entry *p = NULL;
+        for (size_t i = 0; i < s->n_profiles && !p; i++)
+            if (!strcmp(s->profiles[i].name, g->lora_profile))
+                p = &s->profiles[i];
+        if (!p)
+            return seterr(err, -ENOENT, "unknown LoRA profile '%.80s' (lora.profiles)",
+                          g->lora_profile);
+        uses = p->uses;
+        n = p->n_uses;
+    }
+    if (n == 0)
+        return 0;
+    if (!(r->loras = calloc((size_t)n, sizeof *r->loras)))
+        return seterr(err, -ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        if (!uses[i].name)
+            return seterr(err, -EINVAL, "LoRA adapter %d has no name", i);
+        if (!isfinite(uses[i].scale))
+            return seterr(err, -EINVAL, "LoRA adapter '%.80s': the scale is not a number",
+                          uses[i].name);
+        struct hr_lora *l = lora_by_name(s, uses[i].name, err);
+        if (!l)
+            return err && strstr(err->msg, "out of memory") ? -ENOMEM : -ENOENT;
+        r->loras[r->n_loras++] = (struct hr_lora_use){hr_lora_retain(l), uses[i].scale};
+    }
+    return 0;
+}
+
 int hd_sched_render_chat(const struct hd_sched *s, const char *messages_json,
                          const char *tools_json, const char *extra_json, char **out,
                          struct hr_err *err)
@@ -1082,6 +1380,11 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
         }
     }
     r->gen.grammar = r->gen.json_schema = NULL; /* not kept: compiled above */
+    if ((rc = resolve_loras(s, r, &rq->gen, err)) < 0)
+        goto fail;
+    memset(r->gen.lora, 0, sizeof r->gen.lora); /* not kept: resolved above */
+    r->gen.n_lora = 0;
+    r->gen.lora_profile = NULL;
     /* With tools, the answer may open a call with a control token
      * (<|python_tag|>, [TOOL_CALLS]): the tool-call parser must see it.
      * End-of-generation tokens still end the answer without being printed. */

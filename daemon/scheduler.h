@@ -29,6 +29,7 @@
 
 struct hd_loop;
 struct hd_sched;
+struct hd_lora_config;
 
 struct hd_sched_params {
     const char *model_path; /* shown in model info and status (copied) */
@@ -70,6 +71,15 @@ void hd_sched_cancel_all(struct hd_sched *s);
 /* ---- requests ---------------------------------------------------------------- */
 
 #define HD_MAX_STOP 8
+#define HD_MAX_LORA 8
+
+/* One LoRA adapter of a request: a name of the scheduler's registry
+ * (hd_sched_lora_load, or NAME.gguf in lora.dir, loaded on first use) and
+ * its scale (negative allowed; 0: off). */
+struct hd_lora_req {
+    const char *name;
+    float scale;
+};
 
 /* Generation parameters of one request. */
 struct hd_gen_params {
@@ -81,6 +91,14 @@ struct hd_gen_params {
     /* Constrained output (at most one; copied/compiled at submit): */
     const char *grammar;               /* GBNF text, root rule "root" */
     const char *json_schema;           /* JSON Schema text; the answer is a document of it */
+    /* LoRA adapters applied to this request's tokens, in order, or the name
+     * of a profile of the config (lora.profiles); not both; names resolved
+     * at submit. None: the base model alone. A session whose previous
+     * request had another set starts over (its cache was computed with
+     * that set). */
+    struct hd_lora_req lora[HD_MAX_LORA];
+    int n_lora;
+    const char *lora_profile;
 };
 
 /* Fills *g with the scheduler's defaults (seed: random unless set after). */
@@ -152,6 +170,8 @@ void hd_sched_drop_client(struct hd_sched *s, uint64_t client);
  *   -EINVAL  bad request (both/neither prompt and messages, bad JSON, bad
  *            parameters, unknown template construct, template error, a
  *            grammar or JSON Schema that does not compile: err says where)
+ *   -ENOENT  an unknown LoRA adapter or profile, or an adapter of lora.dir
+ *            that does not load (err says which and why)
  *   -ENOMEM */
 int hd_sched_submit(struct hd_sched *s, const struct hd_request *req, hd_event_fn fn, void *user,
                     uint64_t *id, struct hr_err *err);
@@ -165,6 +185,50 @@ int hd_sched_cancel(struct hd_sched *s, uint64_t client, uint64_t id);
 
 /* Forgets a session and its cache. -ENOENT: none; -EALREADY: a request runs. */
 int hd_sched_session_close(struct hd_sched *s, const char *name);
+
+/* ---- LoRA adapters ------------------------------------------------------------- */
+
+/* The registry of loaded adapters, by name. Loading and unloading happen on
+ * the loop thread while requests run: an adapter is reference counted
+ * (hr_lora_retain), each request holds the adapters of its set from submit
+ * to its end and each session's sequence those it was last evaluated with,
+ * so unloading only drops the registry's reference — nothing in flight
+ * notices. */
+struct hd_lora_entry {
+    const char *name;
+    const char *path;
+    struct hr_lora_info info;
+};
+
+/* Loads the adapter at `path` (a bare file name is looked up in lora.dir
+ * first, with or without ".gguf") under `name` (NULL or "": the file name
+ * without directory and ".gguf"; 1 to 64 letters, digits or _ . : -, not
+ * starting with . : -, as names in the config). On success *out (may be
+ * NULL) is the new entry, borrowed until the next load or unload. Errors:
+ * -EEXIST (the name is taken: unload it first), -EINVAL (a bad name; an
+ * adapter that does not fit the model, err saying what differs),
+ * -ENOENT/-EACCES (the file), -ENOTSUP, -ENOMEM. */
+int hd_sched_lora_load(struct hd_sched *s, const char *path, const char *name,
+                       const struct hd_lora_entry **out, struct hr_err *err);
+/* Removes `name` from the registry (requests and sessions using it keep it
+ * until they are done with it). -ENOENT: no such adapter. */
+int hd_sched_lora_unload(struct hd_sched *s, const char *name);
+/* The loaded adapters in load order: *out borrowed until the next load or
+ * unload; returns their number. */
+size_t hd_sched_lora_list(const struct hd_sched *s, const struct hd_lora_entry **out);
+/* lora.dir and lora.profiles of the config (at start and on reload; copied).
+ * -E2BIG: a profile has more than HD_MAX_LORA adapters; -ENOMEM. */
+int hd_sched_set_lora_config(struct hd_sched *s, const struct hd_lora_config *cfg);
+
+/* A profile of lora.profiles: adapter names (resolved per request) and scales. */
+struct hd_lora_profile_entry {
+    char *name;
+    struct hd_lora_req uses[HD_MAX_LORA];
+    int n_uses;
+};
+/* The profiles in config order: *out borrowed until the next
+ * hd_sched_set_lora_config; returns their number. */
+size_t hd_sched_lora_profiles(const struct hd_sched *s, const struct hd_lora_profile_entry **out);
 
 /* ---- status ------------------------------------------------------------------ */
 

@@ -63,7 +63,7 @@ bool ipc_dbus_dict_dbl(DBusMessageIter *dict, const char *key, double v)
  * accepted kind, checked here so errors speak D-Bus types. The sampling keys
  * are those of ipc_params_gen_keys (tests/test_dbus.c checks none is
  * missing); `own` keys are the D-Bus frontend's, taken out of the object. */
-enum opt_kind { OPT_NUMBER, OPT_INT, OPT_BOOL, OPT_STRINGS, OPT_STRING, OPT_JSON };
+enum opt_kind { OPT_NUMBER, OPT_INT, OPT_BOOL, OPT_STRINGS, OPT_STRING, OPT_JSON, OPT_LORA };
 
 static const struct opt_def {
     const char *key;
@@ -85,6 +85,7 @@ static const struct opt_def {
     {"ignore_eos", OPT_BOOL},
     {"grammar", OPT_STRING},
     {"json_schema", OPT_JSON},
+    {"lora", OPT_LORA},
     {"session", OPT_STRING, true},
     {"parse_special", OPT_BOOL, true, true},
 };
@@ -96,7 +97,35 @@ static const char *const kind_names[] = {
     [OPT_STRINGS] = "a string or an array of strings (s or as)",
     [OPT_STRING] = "a string (s)",
     [OPT_JSON] = "JSON text (s)",
+    [OPT_LORA] = "a profile name (s) or adapters with scales (a(sd))",
 };
+
+/* lora: a(sd) → [{"name": N, "scale": S}, ...]; NULL for another type. */
+static json_t *lora_json(DBusMessageIter *v)
+{
+    char *sig = dbus_message_iter_get_signature(v);
+    bool ok = sig && !strcmp(sig, "a(sd)");
+    dbus_free(sig);
+    if (!ok)
+        return NULL;
+    json_t *a = json_array();
+    DBusMessageIter e, f;
+    dbus_message_iter_recurse(v, &e);
+    for (; a && dbus_message_iter_get_arg_type(&e) == DBUS_TYPE_STRUCT;
+         dbus_message_iter_next(&e)) {
+        const char *name;
+        double scale;
+        dbus_message_iter_recurse(&e, &f);
+        dbus_message_iter_get_basic(&f, &name);
+        dbus_message_iter_next(&f);
+        dbus_message_iter_get_basic(&f, &scale);
+        if (json_array_append_new(a, json_pack("{s:s, s:f}", "name", name, "scale", scale)) < 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    return a;
+}
 
 /* The variant's value as JSON of the given kind, or NULL (wrong type). */
 static json_t *variant_json(DBusMessageIter *v, enum opt_kind kind, bool *range)
@@ -136,8 +165,11 @@ static json_t *variant_json(DBusMessageIter *v, enum opt_kind kind, bool *range)
         return kind == OPT_BOOL ? json_boolean(x.bool_val) : NULL;
     case DBUS_TYPE_STRING:
         dbus_message_iter_get_basic(v, &x);
-        return kind == OPT_STRINGS || kind == OPT_STRING ? json_string(x.str) : NULL;
+        return kind == OPT_STRINGS || kind == OPT_STRING || kind == OPT_LORA ? json_string(x.str)
+                                                                             : NULL;
     case DBUS_TYPE_ARRAY: {
+        if (kind == OPT_LORA)
+            return lora_json(v);
         if (kind != OPT_STRINGS || dbus_message_iter_get_element_type(v) != DBUS_TYPE_STRING)
             return NULL;
         json_t *a = json_array();

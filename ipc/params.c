@@ -18,7 +18,7 @@
 const char *const ipc_params_gen_keys[] = {
     "temperature",      "top_k",      "top_p", "min_p",      "repeat_penalty",
     "frequency_penalty", "presence_penalty", "seed", "max_tokens", "max_completion_tokens",
-    "n_predict",        "stop",       "ignore_eos", "grammar", "json_schema", NULL,
+    "n_predict",        "stop",       "ignore_eos", "grammar", "json_schema", "lora", NULL,
 };
 
 /* The value of `key`, or NULL when absent or JSON null. */
@@ -103,6 +103,61 @@ static int get_stop(json_t *obj, struct hd_gen_params *g, struct hr_err *err)
     return 0;
 }
 
+/* lora: a profile name, or an array of adapters — {"name": N, "scale": S}
+ * (scale 1 when omitted) or just "N". */
+static int get_lora(json_t *obj, struct hd_gen_params *g, struct hr_err *err)
+{
+    json_t *v = get(obj, "lora");
+    if (!v)
+        return 0;
+    if (json_is_string(v)) {
+        if (!json_string_length(v))
+            return hr_err_set(err, -EINVAL, -1, "'lora' must not be an empty string");
+        g->lora_profile = json_string_value(v);
+        return 0;
+    }
+    if (!json_is_array(v))
+        return hr_err_set(err, -EINVAL, -1,
+                          "'lora' must be a profile name or an array of {\"name\", \"scale\"}");
+    if (json_array_size(v) > HD_MAX_LORA)
+        return hr_err_set(err, -EINVAL, -1, "'lora' has %zu adapters (at most %d)",
+                          json_array_size(v), HD_MAX_LORA);
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        struct hd_lora_req *u = &g->lora[i];
+        u->scale = 1.0f;
+        if (json_is_string(e)) {
+            u->name = json_string_value(e);
+        } else if (json_is_object(e)) {
+            json_t *n = json_object_get(e, "name"), *sc = get(e, "scale");
+            const char *k;
+            json_t *x;
+            json_object_foreach(e, k, x) {
+                if (strcmp(k, "name") != 0 && strcmp(k, "scale") != 0)
+                    return hr_err_set(err, -EINVAL, -1, "'lora'[%zu]: unknown key '%.40s'", i, k);
+            }
+            if (!json_is_string(n))
+                return hr_err_set(err, -EINVAL, -1, "'lora'[%zu].name must be a string", i);
+            u->name = json_string_value(n);
+            if (sc) {
+                double d = json_number_value(sc);
+                if (!json_is_number(sc) || !isfinite(d) || d < -10 || d > 10)
+                    return hr_err_set(err, -EINVAL, -1,
+                                      "'lora'[%zu].scale must be a number in [-10, 10]", i);
+                u->scale = (float)d;
+            }
+        } else {
+            return hr_err_set(err, -EINVAL, -1,
+                              "'lora'[%zu] must be {\"name\": ..., \"scale\": ...} or a name", i);
+        }
+        if (!u->name[0])
+            return hr_err_set(err, -EINVAL, -1, "'lora'[%zu] has an empty name", i);
+        g->n_lora = (int)i + 1;
+    }
+    return 0;
+}
+
 int ipc_params_gen(struct hd_sched *s, json_t *obj, struct hd_gen_params *g, struct hr_err *err)
 {
     hd_gen_params_init(s, g);
@@ -168,6 +223,8 @@ int ipc_params_gen(struct hd_sched *s, json_t *obj, struct hd_gen_params *g, str
             return hr_err_set(err, -EINVAL, -1, "'grammar' must be GBNF text (a non-empty string)");
         g->grammar = json_string_value(gr);
     }
+    if ((rc = get_lora(obj, g, err)) < 0)
+        return rc;
     json_t *js = get(obj, "json_schema");
     if (js) {
         if (gr)

@@ -19,6 +19,10 @@
  *   ignore_eos         boolean
  *   grammar            string: GBNF (docs/grammar.md) the answer must match
  *   json_schema        object: a JSON Schema the answer must be a document of
+ *   lora               LoRA adapters: an array of at most HD_MAX_LORA
+ *                      {"name": loaded adapter, "scale": number in [-10, 10],
+ *                      default 1} (or just the name), or a string: a profile
+ *                      of the config's lora.profiles
  */
 #ifndef HEARTH_IPC_PARAMS_H
 #define HEARTH_IPC_PARAMS_H
@@ -33,8 +37,8 @@ extern const char *const ipc_params_gen_keys[];
 
 /* Fills *g with hd_gen_params_init(s) and then the keys above found in `obj`
  * (a JSON object). Other keys are ignored. The stop strings in g->stop are
- * borrowed from `obj`, as are g->grammar and g->json_schema (the schema's
- * text is kept in `obj` under a private key): valid while it lives
+ * borrowed from `obj`, as are g->grammar, g->json_schema (the schema's
+ * text is kept in `obj` under a private key) and the LoRA names: valid while it lives
  * (hd_sched_submit copies them).
  * Errors: -EINVAL with err->msg naming the key and what it must be
  * ("'top_k' must be an integer >= 0"); *g is then unspecified. */

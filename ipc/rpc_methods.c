@@ -77,6 +77,7 @@ static int submit_code(int rc, bool chat)
     case -EALREADY: return IPC_ERR_SESSION_BUSY;
     case -E2BIG: return IPC_ERR_CONTEXT;
     case -EINVAL: return chat ? IPC_ERR_TEMPLATE : IPC_ERR_INVALID_PARAMS;
+    case -ENOENT: return IPC_ERR_INVALID_PARAMS; /* an unknown LoRA adapter or profile */
     case -ENOMEM: return IPC_ERR_INTERNAL;
     default: return IPC_ERR_ENGINE;
     }
@@ -446,6 +447,71 @@ static void m_session_close(struct rpc_conn *c, json_t *id, json_t *params)
         rpc_reply(c, id, json_object());
 }
 
+/* ---- LoRA adapters --------------------------------------------------------------- */
+
+static json_t *lora_json(const struct hd_lora_entry *e)
+{
+    return json_pack("{s:s, s:s, s:i, s:f, s:i, s:I}", "name", e->name, "path", e->path, "rank",
+                     e->info.rank, "alpha", (double)e->info.alpha, "tensors", e->info.n_tensors,
+                     "bytes", (json_int_t)e->info.n_bytes);
+}
+
+static void m_lora_load(struct rpc_conn *c, json_t *id, json_t *params)
+{
+    const char *path, *name;
+    if (!req_string(c, id, params, "path", &path) || !opt_string(c, id, params, "name", &name))
+        return;
+    const struct hd_lora_entry *e;
+    struct hr_err err;
+    int rc = hd_sched_lora_load(c->r->s, path, name, &e, &err);
+    if (rc < 0)
+        rpc_error(c, id, rc == -ENOMEM ? IPC_ERR_INTERNAL : IPC_ERR_INVALID_PARAMS, "%s",
+                  err.msg[0] ? err.msg : strerror(-rc));
+    else
+        rpc_reply(c, id, lora_json(e));
+}
+
+static void m_lora_list(struct rpc_conn *c, json_t *id, json_t *params)
+{
+    (void)params;
+    const struct hd_lora_entry *e;
+    const struct hd_lora_profile_entry *p;
+    size_t n = hd_sched_lora_list(c->r->s, &e), np = hd_sched_lora_profiles(c->r->s, &p);
+    json_t *arr = json_array(), *pr = json_array();
+    for (size_t i = 0; arr && i < n; i++)
+        if (json_array_append_new(arr, lora_json(&e[i])) < 0)
+            arr = (json_decref(arr), NULL);
+    for (size_t i = 0; pr && i < np; i++) {
+        json_t *uses = json_array();
+        for (int k = 0; uses && k < p[i].n_uses; k++)
+            if (json_array_append_new(uses, json_pack("{s:s, s:f}", "name", p[i].uses[k].name,
+                                                      "scale", (double)p[i].uses[k].scale)) < 0)
+                uses = (json_decref(uses), NULL);
+        if (!uses ||
+            json_array_append_new(pr, json_pack("{s:s, s:o}", "name", p[i].name, "adapters",
+                                                uses)) < 0)
+            pr = (json_decref(pr), NULL);
+    }
+    if (!arr || !pr) {
+        json_decref(arr);
+        json_decref(pr);
+        rpc_error(c, id, IPC_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    rpc_reply(c, id, json_pack("{s:o, s:o}", "adapters", arr, "profiles", pr));
+}
+
+static void m_lora_unload(struct rpc_conn *c, json_t *id, json_t *params)
+{
+    const char *name;
+    if (!req_string(c, id, params, "name", &name))
+        return;
+    if (hd_sched_lora_unload(c->r->s, name) < 0)
+        rpc_error(c, id, IPC_ERR_INVALID_PARAMS, "no adapter named '%.200s' is loaded", name);
+    else
+        rpc_reply(c, id, json_object());
+}
+
 static void m_describe(struct rpc_conn *c, json_t *id, json_t *params)
 {
     (void)params;
@@ -470,6 +536,7 @@ static void m_describe(struct rpc_conn *c, json_t *id, json_t *params)
 
 #define GEN "+ sampling: temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, " \
             "presence_penalty, seed, max_tokens, stop, ignore_eos"
+#define LORA "lora?: [{name, scale?}]|string, "
 #define RESULT "{id, text, finish_reason, usage: {prompt_tokens, cached_tokens, " \
                "evaluated_tokens, completion_tokens}, timings: {queued_ms, prompt_ms, " \
                "generation_ms, prompt_tokens_per_second, generation_tokens_per_second}"
@@ -485,16 +552,18 @@ static const char *const k_none[] = {NULL};
 static const char *const k_tool_call[] = {"name", "arguments", "workspace", NULL};
 static const char *const k_approval[] = {"call_id", "approve", NULL};
 static const char *const k_script[] = {"source", "path", "name", "args", "workspace", NULL};
+static const char *const k_lora_load[] = {"path", "name", NULL};
+static const char *const k_lora_unload[] = {"name", NULL};
 static const char *const k_agent[] = {"task",   "workspace",   "tools", "max_steps",
                                       "format", "tool_choice", "timeout", NULL};
 
 const struct rpc_method rpc_methods[] = {
     {"complete", m_complete, k_complete, true,
-     "{prompt: string, session?: string, stream?: bool, parse_special?: bool, " GEN "}",
+     "{prompt: string, session?: string, stream?: bool, parse_special?: bool, " LORA GEN "}",
      RESULT "}"},
     {"chat", m_chat, k_chat, true,
      "{messages: [{role, content}], tools?: array, session?: string, stream?: bool, "
-     "template_kwargs?: object, " GEN "}",
+     "template_kwargs?: object, " LORA GEN "}",
      RESULT ", message: {role: \"assistant\", content}}"},
     {"cancel", m_cancel, k_cancel, false, "{id: number|string}", "{cancelled: bool}"},
     {"tokenize", m_tokenize, k_tokenize, false,
@@ -508,6 +577,12 @@ const struct rpc_method rpc_methods[] = {
      "{protocol_version, version, model, uptime_ms, running, queued, sessions, clients, "
      "requests_total, tokens_generated, tokens_evaluated, n_ctx, parallel}"},
     {"session.close", m_session_close, k_session, false, "{session: string}", "{}"},
+    {"lora.load", m_lora_load, k_lora_load, false, "{path: string, name?: string}",
+     "{name, path, rank, alpha, tensors, bytes}"},
+    {"lora.list", m_lora_list, k_none, false, "{}",
+     "{adapters: [{name, path, rank, alpha, tensors, bytes}], profiles: [{name, adapters: "
+     "[{name, scale}]}]}"},
+    {"lora.unload", m_lora_unload, k_lora_unload, false, "{name: string}", "{}"},
     {"tools.list", rpc_m_tools_list, k_none, false, "{}",
      "{available: bool, tools: [{name, description, plugin, risk, policy, parameters}], "
      "errors: [string]}"},
