@@ -491,10 +491,12 @@ int main(int argc, char **argv)
     }
     if (d.cfg.dbus.enabled) {
         /* a desktop without a session bus still gets the socket and HTTP */
-        if (ipc_dbus_new(d.loop, d.sched, &d.dbus, &err) < 0)
+        if (ipc_dbus_new(d.loop, d.sched, &d.dbus, &err) < 0) {
             hd_warn("D-Bus disabled: %s", err.msg);
-        else
+        } else {
+            ipc_dbus_set_services(d.dbus, &d.svc);
             hd_info("serving org.hearth.Hearth1 on the session bus");
+        }
     }
     if (ready_fd >= 0) {
         ssize_t w = write(ready_fd, "", 1);

@@ -27,6 +27,7 @@
 #include "dbus_loop.h"
 #include "params.h"
 
+#include "../daemon/agent.h"
 #include "../daemon/log.h"
 #include "../daemon/scheduler.h"
 #include "err.h"
@@ -72,8 +73,12 @@ struct call {
     DBusMessage *ask; /* Ask: the method call answered at DONE (a reference); else NULL */
 };
 
+struct tcall;
+
 struct ipc_dbus {
     struct hd_sched *sched;
+    const struct hd_services *svc; /* tools and the policy gate (ipc_dbus_set_services) */
+    struct tcall *tcalls;          /* CallTool calls waiting for their result */
     DBusConnection *conn;
     struct ipc_dbus_loop *attached; /* the loop drives conn */
     bool lost;                      /* the bus connection is gone */
@@ -124,11 +129,14 @@ static void call_free(struct call *c)
     free(c);
 }
 
+static void tcalls_drop_peer(struct ipc_dbus *d, struct peer *p);
+
 /* The peer left the bus: its requests are cancelled and their callbacks
  * never run again, so their calls can go at once. */
 static void peer_drop(struct ipc_dbus *d, struct peer *p)
 {
     hd_sched_drop_client(d->sched, p->client);
+    tcalls_drop_peer(d, p); /* tool calls: cancelled, approvals withdrawn (declined) */
     for (struct call *c = d->calls, *next; c; c = next) {
         next = c->next;
         if (c->peer == p)
@@ -178,7 +186,7 @@ static DBusHandlerResult on_filter(DBusConnection *conn, DBusMessage *msg, void 
 
 /* ---- 2. the interface tables ------------------------------------------------------ */
 
-#define MAX_ARGS 4
+#define MAX_ARGS 5
 
 struct arg {
     const char *type, *name;
@@ -227,6 +235,9 @@ static int m_cancel(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_tokenize(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_close_session(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_introspect(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
+static int m_list_tools(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
+static int m_call_tool(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
+static int m_approve(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_prop_get(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_prop_get_all(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_prop_set(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
@@ -266,6 +277,20 @@ static const struct method hearth_methods[] = {
     {"CloseSession", {{"s", "session"}}, {{"b", "closed"}}, m_close_session,
      "Forgets a session and its cached tokens. False when there is no such session; Busy "
      "while a request of the session runs."},
+    {"ListTools", {{0}}, {{"s", "tools_json"}}, m_list_tools,
+     "The tools hearthd offers as JSON, as the socket's tools.list returns them: {available, "
+     "tools: [{name, description, plugin, risk, policy, reason, parameters}], errors}."},
+    {"CallTool", {{"s", "name"}, {"s", "arguments_json"}, {"s", "workspace"}},
+     {{"s", "result_json"}}, m_call_tool,
+     "Calls one tool in workspace (an absolute directory inside tools.roots) through the "
+     "policy; when it asks, ApprovalRequested goes to the caller and the call waits for "
+     "Approve. Returns when the call ended: {ok, status, output, error, truncated, asked, "
+     "ran} as JSON (status ok, failed, invalid, timeout, crashed, unavailable, denied or "
+     "declined). Allow a long call timeout. Errors: Failed (no tool host)."},
+    {"Approve", {{"s", "call_id"}, {"b", "approve"}}, {{"b", "found"}}, m_approve,
+     "Answers ApprovalRequested: the call runs only after approve true from the peer that "
+     "was asked; false, no answer within tools.approval_timeout, or leaving the bus declines "
+     "it. found is false when no such approval waits for this peer."},
     {NULL},
 };
 
@@ -279,6 +304,10 @@ static const struct signal hearth_signals[] = {
      "evaluated_tokens, completion_tokens (i) and queued_ms, prompt_ms, generation_ms (d)."},
     {"Error", {{"t", "request_id"}, {"s", "message"}},
      "The request failed after it was accepted; the last signal of its stream."},
+    {"ApprovalRequested",
+     {{"s", "call_id"}, {"s", "tool"}, {"s", "arguments_json"}, {"s", "risk"}, {"s", "reason"}},
+     "A CallTool of the receiver waits for its approval (risk read, write or exec; reason: "
+     "the setting that asks); answer with Approve(call_id, ...). Sent to the caller only."},
     {NULL},
 };
 
@@ -960,6 +989,181 @@ static void on_event(void *user, const struct hd_event *ev)
         call_free(c);
 }
 
+/* ---- 5. tools and approvals ----------------------------------------------------------- */
+
+/* A CallTool waiting for its result (a gated call, daemon/policy.h). Its
+ * approvals go to the calling peer; the peer leaving cancels it. */
+struct tcall {
+    struct tcall *next;
+    struct ipc_dbus *d;
+    struct peer *peer;
+    DBusMessage *call; /* answered when the gated call ends (a reference) */
+    int64_t gate_id;
+};
+
+void ipc_dbus_set_services(struct ipc_dbus *d, const struct hd_services *svc)
+{
+    d->svc = svc;
+}
+
+static struct hd_gate *gate_of(struct ipc_dbus *d)
+{
+    return d->svc ? d->svc->gate : NULL;
+}
+
+static void tcall_unlink(struct tcall *t)
+{
+    for (struct tcall **p = &t->d->tcalls; *p; p = &(*p)->next) {
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    }
+    if (t->call)
+        dbus_message_unref(t->call);
+    free(t);
+}
+
+static void tcalls_drop_peer(struct ipc_dbus *d, struct peer *p)
+{
+    for (struct tcall *t = d->tcalls, *n; t; t = n) {
+        n = t->next;
+        if (t->peer != p)
+            continue;
+        if (gate_of(d))
+            hd_gate_cancel(gate_of(d), t->gate_id);
+        tcall_unlink(t);
+    }
+}
+
+static int m_list_tools(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
+{
+    struct hd_tools *tools = d->svc ? d->svc->tools : NULL;
+    json_t *arr = json_array(), *errs = json_array();
+    size_t n = 0, ne = 0;
+    const struct hd_tool_def *defs = tools ? hd_tools_list(tools, &n) : NULL;
+    for (size_t i = 0; arr && i < n; i++) {
+        const char *why = "";
+        enum hd_policy pol = gate_of(d) ? hd_gate_decide(gate_of(d), defs[i].name, defs[i].risk,
+                                                         &why)
+                                        : HD_POLICY_DENY;
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:O}", "name",
+                                             defs[i].name, "description",
+                                             defs[i].description ? defs[i].description : "",
+                                             "plugin", defs[i].plugin ? defs[i].plugin : "",
+                                             "risk", hd_tool_risk_name(defs[i].risk), "policy",
+                                             hd_policy_name(pol), "reason", why, "parameters",
+                                             (json_t *)defs[i].schema));
+    }
+    const char *const *le = tools ? hd_tools_load_errors(tools, &ne) : NULL;
+    for (size_t i = 0; errs && i < ne; i++)
+        json_array_append_new(errs, json_string(le[i]));
+    json_t *o = arr && errs ? json_pack("{s:b, s:O, s:O}", "available", tools != NULL, "tools",
+                                        arr, "errors", errs)
+                            : NULL;
+    json_decref(arr);
+    json_decref(errs);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        return -ENOMEM;
+    *reply = return_basic(call, DBUS_TYPE_STRING, &text);
+    free(text);
+    return *reply ? 0 : -ENOMEM;
+}
+
+/* The gate asks: the question goes to the calling peer only. */
+static void tcall_ask(void *user, const struct hd_approval *a)
+{
+    struct tcall *t = user;
+    DBusMessage *m = dbus_message_new_signal(IPC_DBUS_PATH, IPC_DBUS_IFACE, "ApprovalRequested");
+    if (m && (!dbus_message_set_destination(m, t->peer->name) ||
+              !dbus_message_append_args(m, DBUS_TYPE_STRING, &a->call_id, DBUS_TYPE_STRING,
+                                        &a->tool, DBUS_TYPE_STRING, &a->arguments,
+                                        DBUS_TYPE_STRING, &a->risk, DBUS_TYPE_STRING,
+                                        &a->reason, DBUS_TYPE_INVALID))) {
+        dbus_message_unref(m);
+        m = NULL;
+    }
+    send_msg(t->d, m); /* lost (no memory): the approval times out, declined */
+}
+
+static void tcall_done(void *user, const struct hd_gate_result *res)
+{
+    struct tcall *t = user;
+    char *out = ipc_dbus_text(res->output ? res->output : "", res->output_len);
+    json_t *o = json_pack("{s:b, s:s, s:s, s:b, s:b, s:b}", "ok", res->status == HD_GATE_OK,
+                          "status", hd_gate_status_name(res->status), "output", out ? out : "",
+                          "truncated", res->truncated, "asked", res->asked, "ran", res->ran);
+    free(out);
+    if (o && res->error)
+        json_object_set_new(o, "error", json_string(res->error));
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    DBusMessage *m = text ? return_basic(t->call, DBUS_TYPE_STRING, &text)
+                          : dbus_message_new_error(t->call, ERR_FAILED, "out of memory");
+    free(text);
+    if (m && dbus_message_get_no_reply(t->call)) {
+        dbus_message_unref(m);
+        m = NULL;
+    }
+    send_msg(t->d, m);
+    tcall_unlink(t);
+}
+
+static int m_call_tool(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
+{
+    const char *name, *args, *ws;
+    dbus_message_get_args(call, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &args,
+                          DBUS_TYPE_STRING, &ws, DBUS_TYPE_INVALID);
+    const char *sender = dbus_message_get_sender(call);
+    if (!gate_of(d)) {
+        *reply = error_reply(call, ERR_FAILED, "no tools: hearthd runs without a tool host");
+        return 0;
+    }
+    if (!sender) {
+        *reply = error_reply(call, ERR_FAILED, "the call has no sender");
+        return 0;
+    }
+    struct peer *p = peer_get(d, sender);
+    struct tcall *t = p ? calloc(1, sizeof *t) : NULL;
+    if (!t)
+        return -ENOMEM;
+    *t = (struct tcall){.d = d, .peer = p, .call = dbus_message_ref(call)};
+    struct hd_approver ap = {.ask = tcall_ask, .user = t};
+    struct hd_gate_req gr = {.tool = name, .arguments = args, .workspace = ws[0] ? ws : NULL,
+                             .approver = &ap};
+    int64_t id = hd_gate_call(gate_of(d), &gr, tcall_done, t);
+    if (id < 0) {
+        dbus_message_unref(t->call);
+        free(t);
+        if (id == -ENOMEM)
+            return -ENOMEM;
+        *reply = error_reply(call, ERR_FAILED, "cannot start the call: %s", strerror((int)-id));
+        return 0;
+    }
+    t->gate_id = id;
+    t->next = d->tcalls;
+    d->tcalls = t;
+    *reply = NULL; /* answered by tcall_done */
+    return 0;
+}
+
+static int m_approve(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
+{
+    const char *call_id;
+    dbus_bool_t approve;
+    dbus_message_get_args(call, NULL, DBUS_TYPE_STRING, &call_id, DBUS_TYPE_BOOLEAN, &approve,
+                          DBUS_TYPE_INVALID);
+    struct peer *p = peer_find(d, dbus_message_get_sender(call));
+    dbus_bool_t found = FALSE;
+    for (struct tcall *t = d->tcalls; p && gate_of(d) && t && !found; t = t->next)
+        if (t->peer == p && hd_gate_answer(gate_of(d), t, call_id, approve) == 0)
+            found = TRUE;
+    *reply = return_basic(call, DBUS_TYPE_BOOLEAN, &found);
+    return *reply ? 0 : -ENOMEM;
+}
+
 /* ---- construction ---------------------------------------------------------------- */
 
 static const DBusObjectPathVTable vtable = {.message_function = on_message};
@@ -1057,6 +1261,9 @@ void ipc_dbus_free(struct ipc_dbus *d)
     for (struct call *c = d->calls; c; c = c->next)
         if (c->ask && !dbus_message_get_no_reply(c->ask))
             send_msg(d, dbus_message_new_error(c->ask, ERR_FAILED, "hearthd is shutting down"));
+    for (struct tcall *t = d->tcalls; t; t = t->next)
+        if (!dbus_message_get_no_reply(t->call))
+            send_msg(d, dbus_message_new_error(t->call, ERR_FAILED, "hearthd is shutting down"));
     while (d->peers)
         peer_drop(d, d->peers);
     if (d->conn) {

@@ -27,7 +27,7 @@ struct ipc_dbus;
 #define IPC_DBUS_IFACE "org.hearth.Hearth1"
 /* The interface's own version (property InterfaceVersion); every change is
  * recorded in docs/api-changes.md. */
-#define IPC_DBUS_INTERFACE_VERSION 1u
+#define IPC_DBUS_INTERFACE_VERSION 2u
 
 /* Connects to the session bus, registers the object and claims the name
  * org.hearth.Hearth1. `loop` and `s` must outlive the frontend. On success
@@ -45,6 +45,12 @@ int ipc_dbus_new(struct hd_loop *loop, struct hd_sched *s, struct ipc_dbus **out
  * callers see the service vanish), releases the name and disconnects.
  * Accepts NULL. */
 void ipc_dbus_free(struct ipc_dbus *d);
+
+/* Gives the frontend the tools and the policy gate for ListTools, CallTool
+ * and Approve. `svc` is borrowed and must outlive the frontend; without it
+ * those methods answer Failed. */
+struct hd_services;
+void ipc_dbus_set_services(struct ipc_dbus *d, const struct hd_services *svc);
 
 /* The introspection XML of /org/hearth/Hearth1, exactly as Introspect
  * returns it and as docs/org.hearth.Hearth1.xml holds it. Owned: free().

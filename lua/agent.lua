@@ -58,7 +58,7 @@ M.formats = {
         'calls: [TOOL_CALLS][{"name": "TOOL_NAME", "arguments": {ARGUMENTS}}]. When you ' ..
         'have the answer, reply with plain text.',
     example = '[TOOL_CALLS][{"name": "TOOL_NAME", "arguments": {...}}]',
-    call_rule = 'tc-call ::= "[TOOL_CALLS][" call ("," " "? call)* "]"',
+    call_rule = 'tc-call ::= "[TOOL_CALLS][" call ("," " "? call){0,3} "]"',
     text_rule = 'tc-text ::= ([^\\[] [^\\x00]*)?',
   },
 }
@@ -243,6 +243,16 @@ function M.run(args)
   local tool_names = #names > 0 and table.concat(names, ", ") or "(none)"
   local opts = {tools = openai(tools)}
   for _, k in ipairs(SAMPLING) do opts[k] = args[k] end
+  -- one session per task: each step reuses the cached prefix (the
+  -- conversation so far) and evaluates only what is new
+  local own_session = opts.session == nil
+  if own_session then
+    opts.session = string.format("agent-%d-%d", hearth.now(), math.random(1 << 30))
+  end
+  local function finish(res)
+    if own_session and args.generate == nil then hearth.session_close(opts.session) end
+    return res
+  end
   if args.grammar ~= false then
     opts.grammar = M.grammar(F, tools, args.tool_choice)
   end
@@ -256,7 +266,7 @@ function M.run(args)
   for step = 1, max_steps do
     if hearth.now() >= deadline then
       hearth.emit("answer", {text = "", finish = "timeout"})
-      return {answer = "", finish = "timeout", steps = step - 1, tool_calls = n_calls}
+      return finish({answer = "", finish = "timeout", steps = step - 1, tool_calls = n_calls})
     end
     hearth.emit("step", {step = step})
     -- stream the content that is safely not part of a call
@@ -285,7 +295,7 @@ function M.run(args)
         hearth.emit("text", {step = step, text = content:sub(shown + 1)})
       end
       hearth.emit("answer", {text = content, finish = "answer"})
-      return {answer = content, finish = "answer", steps = step, tool_calls = n_calls}
+      return finish({answer = content, finish = "answer", steps = step, tool_calls = n_calls})
     end
     local assistant = {role = "assistant", content = content}
     if #calls > 0 then
@@ -314,7 +324,7 @@ function M.run(args)
     end
   end
   hearth.emit("answer", {text = "", finish = "max_steps"})
-  return {answer = "", finish = "max_steps", steps = max_steps, tool_calls = n_calls}
+  return finish({answer = "", finish = "max_steps", steps = max_steps, tool_calls = n_calls})
 end
 
 return M

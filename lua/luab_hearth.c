@@ -673,6 +673,23 @@ static int l_doomed(lua_State *L)
     return 1;
 }
 
+/* C.session_close(name) -> true | false, why */
+static int l_session_close(lua_State *L)
+{
+    struct luab_run *r = luab_run_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    int rc = hd_sched_session_close(r->rt->p.sched, name);
+    if (rc == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, rc == -ENOENT ? "no such session" : rc == -EALREADY
+                                                               ? "the session has a request running"
+                                                               : strerror(-rc));
+    return 2;
+}
+
 static int l_model_info(lua_State *L)
 {
     struct luab_run *r = luab_run_of(L);
@@ -753,6 +770,7 @@ void luab_hearth_push_primitives(lua_State *L)
         {"now", l_now},
         {"doomed", l_doomed},
         {"model_info", l_model_info},
+        {"session_close", l_session_close},
         {"load_agent", l_load_agent},
         {NULL, NULL},
     };

@@ -108,6 +108,7 @@ static bool match_class(int c, int cl)
     case 'u': res = isupper(c); break;
     case 'w': res = isalnum(c); break;
     case 'x': res = isxdigit(c); break;
+    case 'z': res = c == 0; break; /* deprecated in Lua 5.2, still accepted */
     default: return cl == c; /* %. %% %] ...: the character itself */
     }
     return isupper(cl) ? !res : res;

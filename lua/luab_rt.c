@@ -383,9 +383,11 @@ static void run_free(struct luab_run *r)
         hd_loop_del_timer(rt->p.loop, r->pump_timer);
     /* no request callback after this; then Lua's handles release the rest */
     hd_sched_drop_client(rt->p.sched, r->client);
-    for (struct luab_wait *w = r->waits; w; w = w->next)
+    for (struct luab_wait *w = r->waits; w; w = w->next) {
         if (w->kind == LW_REQUEST)
             w->ended = true;
+        w->task = NULL; /* the tasks go first */
+    }
     while (r->tasks) {
         struct luab_task *t = r->tasks;
         r->tasks = t->next;
@@ -719,7 +721,9 @@ static int rt_start(void *impl, const struct hd_run_params *p, const struct hd_r
     lua_atpanic(r->L, on_panic);
     lua_sethook(r->L, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
     char *msg = NULL;
+    r->setup_args = sa.args;
     int st = protect(r, setup_fn, &sa, &msg, NULL);
+    r->setup_args = NULL;
     if (st != LUA_OK) {
         rc = sa.compile_error || st != LUA_ERRMEM ? -EINVAL : -ENOMEM;
         hr_err_set(err, rc, -1, "%s", msg ? msg : "cannot start the script");

@@ -200,6 +200,9 @@ function hearth.chat(messages, opts)
   return text, info
 end
 
+-- hearth.session_close(name) -> true | false, why: forgets a session's cache.
+hearth.session_close = C.session_close
+
 -- hearth.generate(prompt, opts) -> text, info
 function hearth.generate(prompt, opts)
   local h = call_c(C.submit, "complete", prompt, request_options(opts))

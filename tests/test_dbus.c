@@ -601,7 +601,7 @@ Test(dbus, properties)
             cr_assert_eq(u, json_integer_value(json_object_get(info, "n_ctx")));
         } else if (!strcmp(k, "InterfaceVersion")) {
             dbus_message_iter_get_basic(&v, &u);
-            cr_assert_eq(u, 1);
+            cr_assert_eq(u, IPC_DBUS_INTERFACE_VERSION);
         } else if (!strcmp(k, "Version")) {
             dbus_message_iter_get_basic(&v, &s);
             cr_assert_str_eq(s, json_string_value(json_object_get(status, "version")));
