@@ -159,6 +159,7 @@ static void begin_stop(struct daemon *d, const char *why)
     hd_info("%s: not accepting new connections; finishing running requests", why);
     ipc_rpc_stop(d->rpc);
     ipc_http_stop(d->http);
+    luab_rt_stop(d->lua); /* scripts and agents end now: they would keep the engine busy */
     ipc_dbus_free(d->dbus); /* releases the bus name so a new hearthd can take it */
     d->dbus = NULL;
     d->stop_deadline = hd_now_ms() + GRACE_MS;

@@ -342,8 +342,9 @@ static void start_run(struct rpc_conn *c, json_t *id, struct rpc_call *k,
     hr_err_clear(&err);
     int rc = rn->start(rn->impl, p, &sink, k, &rid, &err);
     if (rc < 0) {
-        int code = rc == -EBUSY ? IPC_ERR_BUSY
-                   : rc == -ENOMEM ? IPC_ERR_INTERNAL
+        int code = rc == -EBUSY        ? IPC_ERR_BUSY
+                   : rc == -ENOMEM     ? IPC_ERR_INTERNAL
+                   : rc == -ESHUTDOWN  ? IPC_ERR_UNAVAILABLE
                                    : p->kind == HD_RUN_SCRIPT ? IPC_ERR_SCRIPT
                                                               : IPC_ERR_INVALID_PARAMS;
         rpc_error(c, id, code, "%s", err.msg[0] ? err.msg : strerror(-rc));

@@ -66,6 +66,11 @@ void luab_rt_params_init(struct luab_rt_params *p, const struct hd_config *cfg,
 int luab_rt_new(const struct luab_rt_params *p, struct luab_rt **out, struct hr_err *err);
 /* Applies reloaded settings to runs started from now on. 0 or -EINVAL. */
 int luab_rt_update(struct luab_rt *rt, const struct luab_rt_params *p, struct hr_err *err);
+/* Ends every run with the error "hearthd is shutting down" (reported to
+ * its frontend) and refuses new ones (-ESHUTDOWN): called when hearthd
+ * stops, so that no script keeps the scheduler busy. Not from inside a
+ * run's callback. Accepts NULL. */
+void luab_rt_stop(struct luab_rt *rt);
 /* Cancels every run (no callbacks) and frees the runtime. Accepts NULL. */
 void luab_rt_free(struct luab_rt *rt);
 

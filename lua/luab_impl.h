@@ -40,6 +40,7 @@ struct luab_rt {
     struct luab_run *runs;
     int n_runs;
     uint64_t next_id;
+    bool stopping;          /* luab_rt_stop: no new runs */
 };
 
 /* ---- waiting ------------------------------------------------------------------ */

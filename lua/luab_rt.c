@@ -665,6 +665,8 @@ static int rt_start(void *impl, const struct hd_run_params *p, const struct hd_r
     hr_err_clear(err);
     if (!p || !sink || !sink->done)
         return hr_err_set(err, -EINVAL, -1, "bad run parameters");
+    if (rt->stopping)
+        return hr_err_set(err, -ESHUTDOWN, -1, "hearthd is shutting down");
     if (rt->n_runs >= rt->p.max_runs)
         return hr_err_set(err, -EBUSY, -1, "too many scripts running (%d): try again later",
                           rt->p.max_runs);
@@ -839,6 +841,17 @@ int luab_rt_update(struct luab_rt *rt, const struct luab_rt_params *p, struct hr
 {
     hr_err_clear(err);
     return apply(rt, p, err);
+}
+
+void luab_rt_stop(struct luab_rt *rt)
+{
+    if (!rt)
+        return;
+    rt->stopping = true;
+    /* each run ends with an error its client sees; none is inside Lua now
+     * (this runs from a signal handler on the loop, between callbacks) */
+    while (rt->runs)
+        run_end(rt->runs, false, "stopped: hearthd is shutting down", NULL);
 }
 
 void luab_rt_free(struct luab_rt *rt)

@@ -17,6 +17,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,52 @@ Test(agent, only_the_asked_client_can_approve)
     usleep(300000);
     cr_assert(!at_exists(ws, "gone"));
     at_assert_serving(&d);
+    du_close(c);
+    stop();
+}
+
+/* The workspace is the client's; it must lie inside tools.roots. A reload
+ * (SIGHUP) changes the policy for the next calls. */
+Test(agent, workspace_roots_and_policy_reload)
+{
+    start(NULL, NULL);
+    struct du_conn *c = du_connect(d.socket);
+    json_t *p = json_pack("{s:s, s:{s:s}, s:s}", "name", "list_dir", "arguments", "path", ".",
+                          "workspace", "/usr");
+    json_t *resp = at_call(c, "tool.call", p, AT_APPROVE, NULL, NULL);
+    json_t *res = at_result(resp);
+    cr_assert_str_eq(str(res, "status"), "invalid");
+    cr_assert(strstr(str(res, "error"), "tools.roots"), "%s", str(res, "error"));
+    json_decref(resp);
+    cr_assert_eq(du_call_err(c, "tool.call", "{\"name\":\"list_dir\",\"workspace\":\"rel/dir\"}",
+                             NULL),
+                 -32602);
+
+    /* write: ask -> deny, by editing the config and SIGHUP */
+    FILE *f = fopen(d.config, "a");
+    cr_assert(f);
+    fprintf(f, "  policy:\n    write: deny\n");
+    fclose(f);
+    cr_assert_eq(kill(d.pid, SIGHUP), 0);
+    bool denied = false;
+    for (int tries = 0; tries < 500 && !denied; tries++) {
+        usleep(20000);
+        json_t *r = du_call_ok(c, "tools.list", NULL);
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(r, "tools"), i, t) if (!strcmp(str(t, "name"),
+                                                                         "write_file"))
+            denied = !strcmp(str(t, "policy"), "deny");
+        json_decref(r);
+    }
+    cr_assert(denied, "the reloaded policy was not applied");
+    int asked;
+    res = tool_call(c, "write_file", "{\"path\":\"r.txt\",\"content\":\"1\"}", AT_APPROVE,
+                    &asked, &resp);
+    cr_assert_str_eq(str(res, "status"), "denied");
+    cr_assert_eq(asked, 0);
+    cr_assert(!at_exists(ws, "r.txt"));
+    json_decref(resp);
     du_close(c);
     stop();
 }

@@ -23,6 +23,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,6 +447,31 @@ Test(lua, cancel_and_a_client_that_leaves)
     usleep(200000);
     du_close(c);
     at_assert_serving(&d);
+    stop();
+}
+
+/* SIGTERM while scripts keep the model busy or sleep: they end with an error
+ * their clients see, and hearthd exits 0 (du_stop checks it). */
+Test(lua, shutdown_ends_running_scripts)
+{
+    start(NULL, NULL);
+    struct du_conn *busy = du_connect(d.socket), *idle = du_connect(d.socket);
+    long b = du_send_call(busy, "script.run",
+                          "{\"source\":\"print('go') while true do hearth.generate('Once', "
+                          "{max_tokens = 32}) end\"}");
+    long i = du_send_call(idle, "script.run", "{\"source\":\"print('go') hearth.sleep(600000)\"}");
+    json_decref(du_recv_ok(busy)); /* script.output: both run */
+    json_decref(du_recv_ok(idle));
+    cr_assert_eq(kill(d.pid, SIGTERM), 0);
+    json_t *r = du_wait_response(busy, b, NULL);
+    cr_assert(strstr(at_error(r, ERR_SCRIPT), "shutting down"));
+    json_decref(r);
+    r = du_wait_response(idle, i, NULL);
+    cr_assert(strstr(at_error(r, ERR_SCRIPT), "shutting down"));
+    json_decref(r);
+    du_close(busy);
+    du_close(idle);
+    /* du_stop signals again and waits: the second SIGTERM only hurries it */
     stop();
 }
 
