@@ -10,7 +10,8 @@
  * marker (hearth.json.array, or decoded from an array) or when their keys
  * are exactly 1..n; otherwise objects (string keys, integer keys written in
  * decimal); an empty unmarked table is an object. Nesting deeper than 100
- * is refused (this also stops cycles).
+ * is refused (this also stops cycles), and so is a value of more than 1M
+ * nodes counting shared subtables each time, so the conversion is bounded.
  *
  * JSON → Lua raises only on memory errors; arrays and objects get their
  * marker metatables, so decoding and encoding again round-trips, empty ones
@@ -24,6 +25,8 @@
 #include <string.h>
 
 #define MAX_DEPTH 100
+#define MAX_NODES (1L << 20) /* values converted per call: a table that shares its
+                                subtables ({t, t} nested) would take 2^depth */
 
 static char array_key, object_key, null_value;
 
@@ -69,9 +72,11 @@ static bool has_marker(lua_State *L, int idx, void *key)
     return same;
 }
 
-static json_t *conv(lua_State *L, int idx, int depth, bool lenient, const char **why);
+static json_t *conv(lua_State *L, int idx, int depth, bool lenient, const char **why,
+                    long *nodes);
 
-static json_t *conv_table(lua_State *L, int idx, int depth, bool lenient, const char **why)
+static json_t *conv_table(lua_State *L, int idx, int depth, bool lenient, const char **why,
+                          long *nodes)
 {
     if (depth > MAX_DEPTH) {
         *why = "tables nested too deeply (or a table that contains itself)";
@@ -106,7 +111,7 @@ static json_t *conv_table(lua_State *L, int idx, int depth, bool lenient, const 
         lua_Unsigned n = lua_rawlen(L, idx);
         for (lua_Unsigned i = 1; a && i <= n; i++) {
             lua_rawgeti(L, idx, (lua_Integer)i);
-            json_t *v = conv(L, lua_gettop(L), depth + 1, lenient, why);
+            json_t *v = conv(L, lua_gettop(L), depth + 1, lenient, why, nodes);
             lua_pop(L, 1);
             if (!v || json_array_append_new(a, v) < 0) {
                 json_decref(a);
@@ -141,7 +146,7 @@ static json_t *conv_table(lua_State *L, int idx, int depth, bool lenient, const 
             json_decref(o);
             return NULL;
         }
-        json_t *v = conv(L, lua_gettop(L), depth + 1, lenient, why);
+        json_t *v = conv(L, lua_gettop(L), depth + 1, lenient, why, nodes);
         lua_pop(L, 1);
         if (!v || strlen(key) != klen || json_object_setn_new(o, key, klen, v) < 0) {
             if (v && !*why)
@@ -159,8 +164,13 @@ static json_t *conv_table(lua_State *L, int idx, int depth, bool lenient, const 
     return o;
 }
 
-static json_t *conv(lua_State *L, int idx, int depth, bool lenient, const char **why)
+static json_t *conv(lua_State *L, int idx, int depth, bool lenient, const char **why,
+                    long *nodes)
 {
+    if (++*nodes > MAX_NODES) {
+        *why = "a value too large to convert (more than 1M parts)";
+        return NULL;
+    }
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         return json_null();
@@ -194,7 +204,7 @@ static json_t *conv(lua_State *L, int idx, int depth, bool lenient, const char *
             return json_null();
         break;
     case LUA_TTABLE:
-        return conv_table(L, lua_absindex(L, idx), depth, lenient, why);
+        return conv_table(L, lua_absindex(L, idx), depth, lenient, why, nodes);
     default:
         break;
     }
@@ -211,7 +221,8 @@ json_t *luab_to_json(lua_State *L, int idx, bool lenient, const char **why)
     if (!why)
         why = &dummy;
     *why = NULL;
-    return conv(L, lua_absindex(L, idx), 0, lenient, why);
+    long nodes = 0;
+    return conv(L, lua_absindex(L, idx), 0, lenient, why, &nodes);
 }
 
 /* ---- JSON → Lua ----------------------------------------------------------------------- */

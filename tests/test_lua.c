@@ -140,13 +140,17 @@ Test(lua, json_round_trip)
                      "local again = j.decode(j.encode(t))\n"
                      "local bad, msg = j.decode('{\"x\": ')\n"
                      "local ok, err = pcall(j.encode, {f = print})\n"
+                     "local d = {} for i = 1, 60 do d = {d, d} end  -- 2^60 paths\n"
+                     "local _, dag = pcall(j.encode, d)\n"
                      "return {round = j.encode(again, {sort_keys = true}) == j.encode(t, {sort_keys = true}),\n"
-                     "        bad = bad == nil and type(msg) == 'string', enc_err = not ok and err,\n"
+                     "        bad = bad == nil and type(msg) == 'string', enc_err = not ok and err, dag = dag,\n"
                      "        empty_obj = j.encode({}), empty_arr = j.encode(j.array()), value = t}");
     cr_assert(json_is_true(json_object_get(v, "round")));
     cr_assert(json_is_true(json_object_get(v, "bad")));
     cr_assert(strstr(json_string_value(json_object_get(v, "enc_err")), "functions"));
     cr_assert_str_eq(json_string_value(json_object_get(v, "empty_obj")), "{}");
+    cr_assert(strstr(json_string_value(json_object_get(v, "dag")), "too large"), "%s",
+              json_string_value(json_object_get(v, "dag")));
     cr_assert_str_eq(json_string_value(json_object_get(v, "empty_arr")), "[]");
     json_t *want = json_loads("{\"a\":[1,2.5,\"x\",null,true],\"b\":{},\"c\":[],\"d\":{\"e\":false}}",
                               0, NULL);
