@@ -290,6 +290,21 @@ static void matrix(struct weight *w, const struct gguf_tensor *t)
     w->packed = NULL;
 }
 
+/* Bᵀ of an F32 or F16 B (n_out rows of r): r rows of n_out, the same
+ * element bits. Owned; NULL when out of memory. */
+static void *transpose(const struct weight *b)
+{
+    size_t es = b->type == HR_TYPE_F32 ? 4 : 2, r = (size_t)b->n_in, n = (size_t)b->n_out;
+    char *t = malloc(r * n * es);
+    if (!t)
+        return NULL;
+    const char *src = b->data;
+    for (size_t o = 0; o < n; o++)
+        for (size_t k = 0; k < r; k++)
+            memcpy(t + (k * n + o) * es, src + (o * r + k) * es, es);
+    return t;
+}
+
 int hr_lora_load(struct hr_model *m, const char *path, struct hr_lora **out, struct hr_err *err)
 {
     hr_err_clear(err);
@@ -329,6 +344,11 @@ int hr_lora_load(struct hr_model *m, const char *path, struct hr_lora **out, str
         matrix(&p->a, fp->a);
         matrix(&p->b, fp->b);
         p->r = fp->r;
+        if (!fp->embd && (p->b.type == HR_TYPE_F32 || p->b.type == HR_TYPE_F16) &&
+            !(p->bt = transpose(&p->b))) {
+            rc = -ENOMEM;
+            goto fail;
+        }
         l->slot[s] = p;
         if (fp->r > l->max_r) l->max_r = (int32_t)fp->r;
         l->n_bytes += fp->a->nbytes + fp->b->nbytes;
@@ -352,6 +372,8 @@ void hr_lora_free(struct hr_lora *l)
     if (!l) return;
     /* acq_rel: the last owner sees every other owner's reads finished */
     if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1) return;
+    for (int i = 0; l->pairs && i < l->file->n_pairs; i++)
+        free(l->pairs[i].bt);
     lora_file_free(l->file);
     free(l->slot);
     free(l->pairs);

@@ -79,10 +79,17 @@ enum lora_kind { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, 
 #define LORA_SLOT(il, kind) (2 + (int64_t)(il)*LORA_PER_LAYER + (int64_t)(kind))
 
 /* A and B as matrices the kernels read: a has r rows of n_in (token_embd:
- * n_vocab rows of r), b has n_out rows of r (token_embd: n_embd rows). */
+ * n_vocab rows of r), b has n_out rows of r (token_embd: n_embd rows).
+ *
+ * bt: for an F32 or F16 B (not token_embd's), B transposed — r rows of
+ * n_out, in B's type, owned — made at load: with a rank of 8 to 64, a row
+ * of B is too short for the dot-product kernels to be efficient, while
+ * B·v as r multiply-adds of v[k]·(row k of Bᵀ) over the outputs runs at the
+ * vector units' speed (vec.h mad_f32/mad_f16). NULL: the B rows are used. */
 struct lora_pair {
     struct weight a, b;
     int64_t r;
+    void *bt;
 };
 
 struct hr_lora {

@@ -12,7 +12,9 @@
  *      one adapter, a decode step, still spreads over the threads); off_u is
  *      the sum of the max ranks of the adapters before u in the set.
  *   2. after each base task's outputs: y[t][o] += s_u·B_u[o]·la[t][off_u ..]
- *      for the task's outputs o, every row and adapter.
+ *      for the task's outputs o, every row and adapter — for F32 and F16 B
+ *      as r multiply-adds over the outputs through Bᵀ (lora.h), for other
+ *      types through the type's dot products.
  * Both convert their activations (x_t, then la_t) to the matrix type's
  * vec_dot_type first, as the reference's mul_mat does, and multiply through
  * the type's gemm tiles over runs of consecutive rows of the same sequence
@@ -26,6 +28,7 @@
  */
 #include "lora.h"
 
+#include "arch/vec.h"
 #include "ctx.h"
 #include "pool.h"
 #include "quant.h"
@@ -170,6 +173,40 @@ void lora_product_p1(const struct lora_product *lp, int64_t i, int thread)
     }
 }
 
+/* Phase 2 through Bᵀ (lora.h) for rows t .. t+nc−1, outputs [o0, o1):
+ * tmp = Σ_k v[k]·Bᵀ[k][o0 .. o1) in k order, one fused multiply-add per
+ * element and k, with v = the row's A·x values rounded to B's activation
+ * format as the reference's product rounds them (F16: to binary16); then
+ * y += s·tmp. */
+static void bt_rows(const struct lora_product *lp, const struct lora_pair *p, int64_t off,
+                    int64_t t, int nc, int64_t o0, int64_t o1, float sc, int thread)
+{
+    struct hr_ctx *c = lp->c;
+    float *tmp = tmp_of(c, thread);
+    float *v = tmp + c->lora.tmp_size / LORA_NC / sizeof(float); /* the tmp's second row */
+    const struct vec_kernels *vk = c->vec;
+    bool f16 = p->b.type == HR_TYPE_F16;
+    int64_t n_out = p->b.n_out;
+    for (int r = 0; r < nc; r++) {
+        const float *la = c->lora.la + (t + r) * c->lora.rank_cap + off;
+        for (int64_t k = 0; k < p->r; k++)
+            v[k] = f16 ? hr_fp16_to_fp32(hr_fp32_to_fp16(la[k])) : la[k];
+        float *yr = lp->y + (t + r) * lp->n_out;
+        for (int64_t o = o0; o < o1; o += LORA_TMP_ROWS) {
+            int64_t n = o1 - o < LORA_TMP_ROWS ? o1 - o : LORA_TMP_ROWS;
+            memset(tmp, 0, (size_t)n * sizeof *tmp);
+            for (int64_t k = 0; k < p->r; k++) {
+                if (f16)
+                    vk->mad_f16(tmp, (const uint16_t *)p->bt + k * n_out + o, v[k], n);
+                else
+                    vk->mad_f32(tmp, (const float *)p->bt + k * n_out + o, v[k], n);
+            }
+            for (int64_t i = 0; i < n; i++)
+                yr[o + i] += tmp[i] * sc;
+        }
+    }
+}
+
 void lora_product_rows(const struct lora_product *lp, int64_t o0, int64_t o1, int thread)
 {
     struct hr_ctx *c = lp->c;
@@ -182,12 +219,17 @@ void lora_product_rows(const struct lora_product *lp, int64_t o0, int64_t o1, in
         for (int32_t u = 0; u < set->n; off += set->uses[u].lora->max_r, u++) {
             const struct hr_lora_use *use = &set->uses[u];
             const struct lora_pair *p = use->lora->slot[lp->slot];
-            if (!p || use->scale == 0.0f) continue;
+            if (!p || use->scale == 0.0f)
+                continue;
+            float sc = lora_eff_scale(use->scale, use->lora->file->alpha, p->r);
+            if (p->bt) {
+                bt_rows(lp, p, off, t, nc, o0, o1, sc, thread);
+                continue;
+            }
             size_t stride;
             const void *act =
                 as_act(p->b.k, c->lora.la + t * c->lora.rank_cap + off, (size_t)c->lora.rank_cap,
                        p->r, nc, conv_of(c, thread), &stride);
-            float sc = lora_eff_scale(use->scale, use->lora->file->alpha, p->r);
             for (int64_t o = o0; o < o1; o += LORA_TMP_ROWS) {
                 int64_t n = o1 - o < LORA_TMP_ROWS ? o1 - o : LORA_TMP_ROWS;
                 rows_dot(&p->b, o, n, act, stride, nc, tmp, ldt);

@@ -14,8 +14,12 @@
  * bits); scale 0 is the base; the set is refcounted (the caller may drop its
  * reference while a sequence uses the adapter); adapters of every kind of
  * mismatch, made here with the GGUF writer, are refused with a message
- * naming what differs; F16/BF16/Q8_0 adapters agree with their F32 values.
+ * naming what differs; F16/BF16/Q8_0 adapters agree with their F32 values;
+ * the vec kernel of the F16 B product gives the scalar path's bits on every
+ * ISA.
  */
+#include "arch/arch.h"
+#include "arch/vec.h"
 #include "gguf.h"
 #include "lorautil.h"
 #include "quant.h"
@@ -469,4 +473,38 @@ Test(types, bf16_adapter, .timeout = 120)
 Test(types, q8_0_adapter, .timeout = 120)
 {
     type_case(HR_TYPE_Q8_0, 32, 0.03);
+}
+
+/* ---- the B-product kernel ------------------------------------------------------------ */
+
+/* vec.h mad_f16 (B·(A·x) through Bᵀ for F16 adapters): every ISA path gives
+ * the scalar path's bits, tails included. */
+Test(vec, mad_f16_matches_scalar)
+{
+    const struct vec_kernels *ref = vec_kernels_isa(HR_ISA_SCALAR);
+    cr_assert(ref && ref->mad_f16);
+    enum { N = 77 };
+    uint16_t x[N];
+    float y0[N], y[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = hr_fp32_to_fp16(0.37f * sinf((float)i * 1.3f) * (i % 5 ? 1.0f : 1e-5f));
+        y0[i] = cosf((float)i);
+    }
+    int checked = 0;
+    for (int isa = HR_ISA_SCALAR; isa <= (int)hr_isa_detect(); isa++) {
+        const struct vec_kernels *k = vec_kernels_isa(isa);
+        if (!k)
+            continue;
+        for (int n = 0; n <= N; n += 7) {
+            float want[N];
+            memcpy(want, y0, sizeof want);
+            memcpy(y, y0, sizeof y);
+            ref->mad_f16(want, x, -0.731f, n);
+            k->mad_f16(y, x, -0.731f, n);
+            cr_assert_eq(memcmp(y, want, sizeof y), 0, "%s, n = %d: differs from scalar",
+                         hr_isa_name((enum hr_isa)isa), n);
+        }
+        checked++;
+    }
+    cr_assert_geq(checked, 1);
 }

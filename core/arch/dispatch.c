@@ -125,11 +125,19 @@ static void scalar_scale_f32(float *y, float v, int64_t n)
         y[i] *= v;
 }
 
+static void scalar_mad_f16(float *y, const uint16_t *x, float v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = fmaf(hr_fp16_to_fp32(x[i]), v, y[i]);
+}
+
 static const struct vec_kernels vec_tables[HR_ISA_COUNT] = {
-    [HR_ISA_SCALAR] = {scalar_dot_f32, scalar_mad_f32, scalar_scale_f32},
+    [HR_ISA_SCALAR] = {scalar_dot_f32, scalar_mad_f32, scalar_scale_f32, scalar_mad_f16},
 #if defined(__x86_64__) && defined(HEARTH_ARCH_X86)
-    [HR_ISA_AVX2] = {arch_avx2_dot_f32, arch_avx2_mad_f32, arch_avx2_scale_f32},
-    [HR_ISA_AVX512] = {arch_avx512_dot_f32, arch_avx512_mad_f32, arch_avx512_scale_f32},
+    [HR_ISA_AVX2] = {arch_avx2_dot_f32, arch_avx2_mad_f32, arch_avx2_scale_f32,
+                     arch_avx2_mad_f16},
+    [HR_ISA_AVX512] = {arch_avx512_dot_f32, arch_avx512_mad_f32, arch_avx512_scale_f32,
+                       arch_avx512_mad_f16},
 #endif
 };
 

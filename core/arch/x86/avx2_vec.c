@@ -51,3 +51,15 @@ void arch_avx2_scale_f32(float *y, float v, int64_t n)
     for (; i < n; i++)
         y[i] *= v;
 }
+
+void arch_avx2_mad_f16(float *y, const uint16_t *x, float v, int64_t n)
+{
+    __m256 vv = _mm256_set1_ps(v);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xf = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(xf, vv, _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++)
+        y[i] = __builtin_fmaf(_cvtsh_ss(x[i]), v, y[i]);
+}

@@ -46,3 +46,15 @@ void arch_avx512_scale_f32(float *y, float v, int64_t n)
     for (; i < n; i++)
         y[i] *= v;
 }
+
+void arch_avx512_mad_f16(float *y, const uint16_t *x, float v, int64_t n)
+{
+    __m512 vv = _mm512_set1_ps(v);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xf = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i)));
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(xf, vv, _mm512_loadu_ps(y + i)));
+    }
+    for (; i < n; i++)
+        y[i] = __builtin_fmaf(_cvtsh_ss(x[i]), v, y[i]);
+}
