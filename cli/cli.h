@@ -23,6 +23,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_lora(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 /* cmd_client.c: clients of a running hearthd */
 int cmd_ask(int argc, char **argv);
 int cmd_chat(int argc, char **argv);

@@ -46,6 +46,12 @@ static const struct command {
      "      convert a PEFT adapter (adapter_config.json + adapter_model.safetensors) to GGUF\n"
      "  lora load FILE [--name N] | lora list [--json] | lora unload NAME  [--socket PATH]\n"
      "      load, list and unload adapters of the running hearthd (docs/lora.md)"},
+    {"train", cmd_train,
+     "train -m BASE --data FILE -o ADAPTER.gguf [--rank 16] [--alpha 32]\n"
+     "           [--targets q,k,v,o,gate,up,down] [--epochs 2] [--lr 2e-4] [--ctx 512]\n"
+     "           [--batch-tokens N] [--val 5%] [--seed S] [--resume CKPT] [--estimate]\n"
+     "      fine-tune a LoRA adapter on text, chats or prompt/completion pairs (JSONL) on\n"
+     "      the CPU; validation perplexity before and after (hearth train --help: all options)"},
     {"ask", cmd_ask,
      "ask [--socket PATH] [--session S] [-n|--max-tokens N] [--temp T] [--seed S] [--raw] [-v]\n"
      "           QUESTION...\n"

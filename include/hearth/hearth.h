@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define HR_API_VERSION 4
+#define HR_API_VERSION 5
 
 /* ---- errors --------------------------------------------------------------- */
 
@@ -432,6 +432,222 @@ int hr_seq_set_loras(struct hr_seq *seq, const struct hr_lora_use *uses, int32_t
 /* The same for the context's default sequence (hr_ctx_eval). */
 int hr_ctx_set_loras(struct hr_ctx *ctx, const struct hr_lora_use *uses, int32_t n,
                      struct hr_err *err);
+
+/* ---- training (LoRA fine-tuning) ------------------------------------------------------- */
+
+/* hearth trains LoRA adapters on the CPU: the base model stays frozen, in
+ * its stored type (quantized or not), and only the low-rank pairs A, B of
+ * the chosen products are learned — y = W·x + (α/r)·B·(A·x), A initialised
+ * at random and B at zero (as PEFT does), so training starts from the base
+ * model's exact behaviour. The result is written as a GGUF LoRA adapter
+ * that hr_lora_load (and llama.cpp) reads.
+ *
+ * Typical use:
+ *
+ *     hr_train_data_load(model, "chats.jsonl", HR_TRAIN_AUTO, 512, &data, &err);
+ *     hr_train_data_pack(data, 512, n_val, seed, &train_rows, &val_rows, &err);
+ *     hr_train_defaults(&p);  p.total_steps = ...;
+ *     hr_train_new(model, &p, &t, &err);
+ *     for each step: hr_train_step(t, train_rows, idx, rows_per_step, &st, &err);
+ *     hr_train_eval(t, val_rows, NULL, val_rows->n_rows, &loss, &n, &err);
+ *     hr_train_save_adapter(t, "out.gguf", &err);
+ *
+ * Training is deterministic: the same model, data, parameters and seed give
+ * the same adapter bytes, whatever the thread count. A struct hr_train
+ * belongs to one thread at a time and borrows the model (which must outlive
+ * it; contexts may use the model meanwhile). */
+
+/* The products a LoRA pair can be trained on (hr_train_params.targets). */
+enum hr_train_target {
+    HR_TRAIN_Q = 1 << 0,
+    HR_TRAIN_K = 1 << 1,
+    HR_TRAIN_V = 1 << 2,
+    HR_TRAIN_O = 1 << 3,
+    HR_TRAIN_GATE = 1 << 4,
+    HR_TRAIN_UP = 1 << 5,
+    HR_TRAIN_DOWN = 1 << 6,
+    HR_TRAIN_ALL = 0x7f,
+};
+
+enum hr_train_schedule { HR_TRAIN_COSINE = 0, HR_TRAIN_LINEAR = 1, HR_TRAIN_CONSTANT = 2 };
+enum hr_train_init {
+    HR_TRAIN_INIT_KAIMING = 0,  /* A ~ U(−1/√n_in, 1/√n_in): PEFT's default */
+    HR_TRAIN_INIT_GAUSSIAN = 1, /* A ~ N(0, 1/r): PEFT's init_lora_weights="gaussian" */
+};
+
+struct hr_train_params {
+    int32_t rank;        /* r (16) */
+    float alpha;         /* α (32): the deltas are scaled by α/r */
+    uint32_t targets;    /* HR_TRAIN_* bits (HR_TRAIN_ALL) */
+    int32_t init;        /* enum hr_train_init (KAIMING) */
+    float lr;            /* peak learning rate (2e-4) */
+    float beta1, beta2;  /* AdamW moments (0.9, 0.999) */
+    float adam_eps;      /* (1e-8) */
+    float weight_decay;  /* decoupled, on A and B (0) */
+    float clip;          /* largest global gradient norm (1.0); <= 0: no clipping */
+    int64_t warmup_steps; /* linear warmup from lr/warmup_steps to lr (0: none) */
+    int64_t total_steps;  /* the schedule's length; later steps keep its final rate (0: constant) */
+    int32_t schedule;    /* enum hr_train_schedule after the warmup (COSINE: down to 0) */
+    int32_t n_ctx;       /* tokens per row (512) */
+    int32_t pass_tokens; /* tokens per forward/backward pass, a multiple of n_ctx rounded
+                            down (0: n_ctx, or several rows up to 512 tokens when rows are
+                            short); bounds the activations' memory */
+    bool recompute;      /* keep only each layer's input; recompute the rest during the
+                            backward pass (less memory, about 1/3 more work) */
+    uint32_t grad_type;  /* type of the transposed base copies of the backward products:
+                            0 = the base's type for F32/F16/BF16 bases (exact), Q8_0 for
+                            quantized ones; HR_TYPE_F32 = exact for any base (slower, 4× the
+                            memory of a Q8_0 copy) */
+    int32_t n_threads;   /* 0 = online CPUs */
+    uint64_t seed;       /* initialisation of A (0) */
+};
+
+/* Fills *p with the defaults above. */
+void hr_train_defaults(struct hr_train_params *p);
+
+/* -- data -- */
+
+/* Training data: examples of tokens with a loss mask, parsed from
+ *  - plain text (HR_TRAIN_TEXT): the whole text, tokenized, cut into
+ *    examples of n_ctx tokens; loss on every token;
+ *  - JSON lines (HR_TRAIN_JSONL), one example per non-blank line:
+ *    {"messages": [...]} (OpenAI-style chat, rendered with the model's chat
+ *    template; loss on the assistant messages' tokens only, found by
+ *    rendering the conversation's prefixes), {"prompt": P, "completion": C}
+ *    (loss on C and the EOS token that ends it), or {"text": T} (loss on
+ *    every token). Examples longer than n_ctx are cut to n_ctx tokens.
+ * HR_TRAIN_AUTO: JSONL when the first non-blank character is '{'. */
+enum hr_train_format { HR_TRAIN_AUTO = 0, HR_TRAIN_TEXT = 1, HR_TRAIN_JSONL = 2 };
+
+struct hr_train_data;
+
+struct hr_train_data_info {
+    int32_t n_examples;
+    int64_t n_tokens;      /* all tokens of all examples */
+    int64_t n_loss_tokens; /* tokens the loss is taken on */
+    int32_t n_truncated;   /* JSONL examples cut to n_ctx */
+    int32_t n_dropped;     /* JSONL examples left out: no token to learn within n_ctx */
+    int32_t n_chat, n_completion, n_text; /* JSONL examples of each kind */
+};
+
+/* Reads and tokenizes the file at `path` for `model` (borrowed: it must
+ * outlive the data). On success *out is owned (hr_train_data_free). Errors
+ * name the file and, for JSONL, the line (err->line): -EINVAL (malformed
+ * JSON, a line that is not one of the three kinds, a bad message, a chat
+ * template error, an example without any token to learn), -ENOENT/-EACCES,
+ * -ENOMEM. */
+int hr_train_data_load(const struct hr_model *model, const char *path, int32_t format,
+                       int32_t n_ctx, struct hr_train_data **out, struct hr_err *err);
+/* The same from len bytes in memory; `label` names it in messages. */
+int hr_train_data_parse(const struct hr_model *model, const char *buf, size_t len,
+                        const char *label, int32_t format, int32_t n_ctx,
+                        struct hr_train_data **out, struct hr_err *err);
+void hr_train_data_free(struct hr_train_data *data);
+void hr_train_data_get_info(const struct hr_train_data *data, struct hr_train_data_info *info);
+
+/* Rows of n_ctx tokens made by packing examples one after the other (an
+ * example that does not fit in a row's rest starts a new row; the rest is
+ * padding without a label). A token attends only to the earlier tokens of
+ * its own example: pos restarts at 0 with each example and the attention
+ * mask follows it (block-diagonal causal). */
+struct hr_train_rows {
+    int32_t n_rows, n_ctx;
+    int32_t *tokens; /* [n_rows][n_ctx] */
+    int32_t *labels; /* [n_rows][n_ctx]: the token to predict after this one, or −1 (no loss) */
+    int32_t *pos;    /* [n_rows][n_ctx]: position in its example, 0 at its start */
+    int64_t n_labels; /* labels >= 0 in all rows */
+};
+
+/* Chooses n_val examples at random (seed) for validation and packs them and
+ * the others into rows of n_ctx tokens (every example <= n_ctx tokens: make
+ * the data with the same n_ctx). On success *train and *val are owned
+ * (hr_train_rows_free; *val has 0 rows when n_val is 0). Errors: -EINVAL
+ * (n_val >= the examples, or an example longer than n_ctx), -ENOMEM. */
+int hr_train_data_pack(const struct hr_train_data *data, int32_t n_ctx, int32_t n_val,
+                       uint64_t seed, struct hr_train_rows **train, struct hr_train_rows **val,
+                       struct hr_err *err);
+void hr_train_rows_free(struct hr_train_rows *rows);
+
+/* -- the trainer -- */
+
+struct hr_train;
+
+/* Prepares training of a new adapter for `model` (borrowed: it must outlive
+ * the trainer): checks the parameters, allocates the parameters, gradients,
+ * AdamW moments and the activations of a pass, and makes the transposed
+ * copies of the base products (seconds for a large model). `p` may be NULL
+ * (defaults). Errors: -EINVAL (a parameter out of range, named in err),
+ * -ENOTSUP (a base whose products hearth cannot transpose), -ENOMEM. */
+int hr_train_new(struct hr_model *model, const struct hr_train_params *p, struct hr_train **out,
+                 struct hr_err *err);
+void hr_train_free(struct hr_train *t);
+
+struct hr_train_stats {
+    int64_t step;     /* steps taken, this one included */
+    double loss;      /* mean cross-entropy over the step's labels (before the update) */
+    int64_t n_labels; /* tokens the loss was taken on */
+    int64_t n_tokens; /* tokens evaluated */
+    float grad_norm;  /* global gradient norm before clipping */
+    float lr;         /* learning rate of this step */
+};
+
+/* One optimizer step on rows idx[0..n) of `rows` (idx NULL: rows 0..n):
+ * forward and backward passes over them, the gradient of the mean loss over
+ * their labels, clipping, the scheduled learning rate, AdamW. `st` may be
+ * NULL. Errors: -EINVAL (rows of another n_ctx, a token out of range, a
+ * position sequence that is not 0,1,2.. restarting at 0), -ECANCELED (the
+ * abort function fired; nothing changed). */
+int hr_train_step(struct hr_train *t, const struct hr_train_rows *rows, const int32_t *idx,
+                  int32_t n, struct hr_train_stats *st, struct hr_err *err);
+
+/* The summed cross-entropy over the labels of rows idx[0..n) (idx NULL:
+ * 0..n) with the current adapter, and how many labels there were
+ * (perplexity = exp(*loss_sum / *n_labels)). Errors as hr_train_step. */
+int hr_train_eval(struct hr_train *t, const struct hr_train_rows *rows, const int32_t *idx,
+                  int32_t n, double *loss_sum, int64_t *n_labels, struct hr_err *err);
+
+/* Polled between layers by hr_train_step and hr_train_eval (see
+ * hr_ctx_set_abort): when it returns true they return -ECANCELED. */
+void hr_train_set_abort(struct hr_train *t, hr_abort_fn fn, void *user);
+
+/* Optimizer steps taken so far. */
+int64_t hr_train_get_step(const struct hr_train *t);
+
+/* Writes the adapter (llama.cpp's GGUF LoRA format: general.type "adapter",
+ * adapter.type "lora", adapter.lora.alpha; F32 tensors
+ * blk.N.<weight>.lora_a ne=[n_in, r] and .lora_b ne=[r, n_out]) atomically. */
+int hr_train_save_adapter(const struct hr_train *t, const char *path, struct hr_err *err);
+
+/* A checkpoint holds the parameters, the trainer's A, B and AdamW moments
+ * and the step, so that training resumed from it continues exactly as if it
+ * had not stopped; `note` (optional, any text, e.g. the caller's own
+ * settings as JSON) is stored with it. Written atomically. */
+int hr_train_save_checkpoint(const struct hr_train *t, const char *path, const char *note,
+                             struct hr_err *err);
+/* Reads a checkpoint's parameters, step and note (owned: free(); may be
+ * NULL when none), e.g. to make the trainer to resume. p, step and note may
+ * be NULL. Errors: -EINVAL (not a checkpoint, malformed), -ENOENT, -ENOMEM. */
+int hr_train_checkpoint_info(const char *path, struct hr_train_params *p, int64_t *step,
+                             char **note, struct hr_err *err);
+/* Restores A, B, the moments and the step of a checkpoint into t, which
+ * must have been made for the same model with the same rank, targets and
+ * shapes (-EINVAL otherwise, naming what differs). */
+int hr_train_load_checkpoint(struct hr_train *t, const char *path, struct hr_err *err);
+
+/* What training would cost, without allocating anything. */
+struct hr_train_estimate {
+    int64_t n_params;          /* trained parameters (A and B) */
+    uint64_t bytes_model;      /* the base's weights (file size of the tensors) */
+    uint64_t bytes_transposed; /* transposed copies for the backward products */
+    uint64_t bytes_optimizer;  /* parameters, gradients, two moments */
+    uint64_t bytes_activations; /* kept activations of one pass */
+    uint64_t bytes_scratch;    /* other buffers of a pass */
+    double flop_per_token;     /* of a training step: 2·(forward + backward products + LoRA
+                                  + attention), per token of a full row */
+    double flop_per_token_base; /* the part in the frozen base's products */
+};
+int hr_train_estimate(const struct hr_model *model, const struct hr_train_params *p,
+                      struct hr_train_estimate *e, struct hr_err *err);
 
 #ifdef __cplusplus
 }
