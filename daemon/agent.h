@@ -53,11 +53,11 @@ enum hd_run_kind {
     HD_RUN_AGENT,  /* the agent loop on a task */
 };
 
-/* What to run. Everything is borrowed for the duration of start() only. */
+/* What to run. Everything is borrowed for the duration of start() only.
+ * A run is a scheduler client of its own (its requests end with it), so
+ * frontends stop a run's work with cancel(), not hd_sched_drop_client. */
 struct hd_run_params {
     enum hd_run_kind kind;
-    uint64_t client;        /* the frontend's scheduler client: the run's requests count
-                               against it and end with hd_sched_drop_client */
     /* script */
     const char *source;     /* Lua source text (never a binary chunk) */
     size_t source_len;
@@ -88,8 +88,9 @@ struct hd_run_end {
 struct hd_run_sink {
     /* kind: "output" {text} (print), "log" {level, message}, "event" {kind,
      * data} (hearth.emit in a script), or for the agent its step kinds
-     * ("text", "tool_call", "approval", "tool_result", "step", ...: see
-     * docs/agent.md). data is borrowed for the call. */
+     * ("step", "text", "tool_call_start", "tool_call", "tool_result",
+     * "answer": docs/agent.md). data is borrowed for the call. Approvals do
+     * not pass here: they go to the run's hd_approver. */
     void (*event)(void *user, const char *kind, json_t *data);
     /* The last callback of the run. */
     void (*done)(void *user, const struct hd_run_end *end);
