@@ -238,6 +238,9 @@ static int m_introspect(struct ipc_dbus *d, DBusMessage *call, DBusMessage **rep
 static int m_list_tools(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_call_tool(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_approve(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
+static int m_load_lora(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
+static int m_list_loras(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
+static int m_unload_lora(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_prop_get(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_prop_get_all(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_prop_set(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
@@ -254,7 +257,8 @@ static bool p_iface_version(struct ipc_dbus *d, DBusMessageIter *it);
     "n_predict (i; -1: until the context is full), seed (t), "                                    \
     "stop (as or s), ignore_eos (b), grammar (s: GBNF the answer must match), json_schema (s: "  \
     "JSON Schema text the answer must be a document of), session (s: continue that session's "  \
-    "cached sequence)"
+    "cached sequence), lora (s: a profile of lora.profiles, or a(sd): LoRA adapters and their "  \
+    "scales, in order)"
 
 static const struct method hearth_methods[] = {
     {"Ask", {{"s", "prompt"}}, {{"s", "answer"}}, m_ask,
@@ -291,6 +295,18 @@ static const struct method hearth_methods[] = {
      "Answers ApprovalRequested: the call runs only after approve true from the peer that "
      "was asked; false, no answer within tools.approval_timeout, or leaving the bus declines "
      "it. found is false when no such approval waits for this peer."},
+    {"LoadLora", {{"s", "path"}, {"s", "name"}}, {{"s", "name"}}, m_load_lora,
+     "Loads a LoRA adapter file (an absolute path, or a file name in lora.dir) for the model "
+     "under name (\"\": the file name without .gguf) and returns the name. Errors: "
+     "InvalidArgs (the name is taken, the file is missing or does not fit the model: the "
+     "message says what differs)."},
+    {"ListLoras", {{0}}, {{"s", "loras_json"}}, m_list_loras,
+     "The loaded LoRA adapters and the config's profiles as JSON, as the socket's lora.list "
+     "returns them: {adapters: [{name, path, rank, alpha, tensors, bytes}], profiles: [{name, "
+     "adapters: [{name, scale}]}]}."},
+    {"UnloadLora", {{"s", "name"}}, {{"b", "unloaded"}}, m_unload_lora,
+     "Unloads a LoRA adapter; requests using it keep it until they end. False when no "
+     "adapter has that name."},
     {NULL},
 };
 
@@ -513,6 +529,7 @@ static const char *error_name(int code)
     case -E2BIG:
         return ERR_CONTEXT;
     case -EINVAL:
+    case -ENOENT: /* an unknown LoRA adapter or profile */
         return DBUS_ERROR_INVALID_ARGS;
     case -ENOMEM:
         return DBUS_ERROR_NO_MEMORY;
@@ -1161,6 +1178,76 @@ static int m_approve(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
         if (t->peer == p && hd_gate_answer(gate_of(d), t, call_id, approve) == 0)
             found = TRUE;
     *reply = return_basic(call, DBUS_TYPE_BOOLEAN, &found);
+    return *reply ? 0 : -ENOMEM;
+}
+
+/* ---- LoRA adapters (the scheduler's registry) ---------------------------------------- */
+
+static int m_load_lora(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
+{
+    const char *path, *name;
+    dbus_message_get_args(call, NULL, DBUS_TYPE_STRING, &path, DBUS_TYPE_STRING, &name,
+                          DBUS_TYPE_INVALID);
+    const struct hd_lora_entry *e;
+    struct hr_err err;
+    int r = hd_sched_lora_load(d->sched, path, name, &e, &err);
+    if (r == -ENOMEM)
+        return -ENOMEM;
+    if (r < 0) {
+        *reply = error_reply(call, DBUS_ERROR_INVALID_ARGS, "%s",
+                             err.msg[0] ? err.msg : strerror(-r));
+        return 0;
+    }
+    *reply = return_basic(call, DBUS_TYPE_STRING, &e->name);
+    return *reply ? 0 : -ENOMEM;
+}
+
+static int m_list_loras(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
+{
+    const struct hd_lora_entry *e;
+    const struct hd_lora_profile_entry *p;
+    size_t n = hd_sched_lora_list(d->sched, &e), np = hd_sched_lora_profiles(d->sched, &p);
+    json_t *ads = json_array(), *prs = json_array(), *all = NULL;
+    for (size_t i = 0; ads && i < n; i++)
+        if (json_array_append_new(ads, json_pack("{s:s, s:s, s:i, s:f, s:i, s:I}", "name",
+                                                 e[i].name, "path", e[i].path, "rank",
+                                                 e[i].info.rank, "alpha",
+                                                 (double)e[i].info.alpha, "tensors",
+                                                 e[i].info.n_tensors, "bytes",
+                                                 (json_int_t)e[i].info.n_bytes)) < 0)
+            ads = (json_decref(ads), NULL);
+    for (size_t i = 0; prs && i < np; i++) {
+        json_t *uses = json_array();
+        for (int k = 0; uses && k < p[i].n_uses; k++)
+            if (json_array_append_new(uses, json_pack("{s:s, s:f}", "name", p[i].uses[k].name,
+                                                      "scale", (double)p[i].uses[k].scale)) < 0)
+                uses = (json_decref(uses), NULL);
+        if (!uses ||
+            json_array_append_new(prs, json_pack("{s:s, s:o}", "name", p[i].name, "adapters",
+                                                 uses)) < 0)
+            prs = (json_decref(prs), NULL);
+    }
+    if (ads && prs)
+        all = json_pack("{s:o, s:o}", "adapters", ads, "profiles", prs);
+    else {
+        json_decref(ads);
+        json_decref(prs);
+    }
+    char *text = all ? json_dumps(all, JSON_COMPACT) : NULL;
+    json_decref(all);
+    if (!text)
+        return -ENOMEM;
+    *reply = return_basic(call, DBUS_TYPE_STRING, &text);
+    free(text);
+    return *reply ? 0 : -ENOMEM;
+}
+
+static int m_unload_lora(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
+{
+    const char *name;
+    dbus_message_get_args(call, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID);
+    dbus_bool_t ok = hd_sched_lora_unload(d->sched, name) == 0;
+    *reply = return_basic(call, DBUS_TYPE_BOOLEAN, &ok);
     return *reply ? 0 : -ENOMEM;
 }
 

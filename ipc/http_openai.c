@@ -367,6 +367,8 @@ unsigned oai_submit(struct http_req *r, hd_event_fn fn, char **reply)
                       err.msg);
         else if (rc == -EINVAL)
             st = fail(reply, 400, "invalid_request_error", NULL, NULL, "%s", err.msg);
+        else if (rc == -ENOENT) /* an unknown LoRA adapter or profile */
+            st = fail(reply, 400, "invalid_request_error", "lora", NULL, "%s", err.msg);
         else
             st = fail(reply, 500, "server_error", NULL, NULL, "%s", err.msg);
         goto done;

@@ -24,8 +24,10 @@
 #define PROMPT "the quick brown fox jumps over the lazy dog"
 /* The synthetic model's random answers may hold any byte, NUL among them,
  * which the test client's JSON parser refuses: a grammar keeps them to
- * letters (deterministically: greedy among the allowed tokens). */
-#define GREEDY "\"temperature\": 0, \"grammar\": \"root ::= [a-z ]+\", \"ignore_eos\": true"
+ * letters (deterministically: greedy among the allowed tokens), and as it
+ * asks for 2000 of them no answer ends before max_tokens. */
+#define GREEDY                                                                                     \
+    "\"temperature\": 0, \"grammar\": \"root ::= [a-z ]{2000}\", \"ignore_eos\": true"
 
 static char model[4096], adapter_a[4096], adapter_b[4096], models_dir[4096];
 
