@@ -82,9 +82,9 @@ int main(int argc, char **argv)
            e.bytes_optimizer / 1048576.0, e.bytes_scratch / 1048576.0);
     printf("%.1f training tokens/s; %.2f GFLOP/token -> %.1f GFLOP/s (base products %.1f)\n", tps,
            e.flop_per_token / 1e9, tps * e.flop_per_token / 1e9, tps * e.flop_per_token_base / 1e9);
-    static const char *names[TP_COUNT] = {"fwd products", "bwd products", "lora",
-                                          "attn fwd",     "attn bwd",     "cross-entropy",
-                                          "other ops",    "optimizer"};
+    static const char *names[TP_COUNT] = {"fwd products",  "bwd products", "head products",
+                                          "lora",          "attn fwd",     "attn bwd",
+                                          "cross-entropy", "other ops",    "optimizer"};
     double sum = 0;
     for (int i = 0; i < TP_COUNT; i++)
         sum += t->prof[i];

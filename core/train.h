@@ -161,8 +161,9 @@ struct train_acts {
 
 /* Where a pass's time goes (seconds, summed over passes), for benchmarks. */
 enum train_prof {
-    TP_FWD_MM,   /* the base's products W·x, the output head's included */
-    TP_BWD_MM,   /* the base's products Wᵀ·dy */
+    TP_FWD_MM,   /* the layers' products W·x */
+    TP_BWD_MM,   /* the layers' products Wᵀ·dy */
+    TP_HEAD,     /* the output head's two products */
     TP_LORA,     /* the pairs' products and gradients */
     TP_ATTN_FWD, /* attention, forward */
     TP_ATTN_BWD, /* attention, backward */

@@ -553,7 +553,7 @@ static int head(struct hr_train *t, const float *x, int64_t T, bool backward, fl
         double t0 = train_clock();
         tmm(t, &m->output, t->hx, t->logits, C);
         double t1 = train_clock();
-        t->prof[TP_FWD_MM] += t1 - t0;
+        t->prof[TP_HEAD] += t1 - t0;
         add_bias(t, t->logits, m->output_bias, C, V);
         for (int64_t c0 = 0; c0 < C; c0 += 64) {
             int64_t n = C - c0 < 64 ? C - c0 : 64;
@@ -568,7 +568,7 @@ static int head(struct hr_train *t, const float *x, int64_t T, bool backward, fl
             const struct weight *wt = &t->wt[m->hp.n_layer * TK_COUNT];
             float *dhx = t->dh; /* [C][E], C <= T */
             tmm(t, wt, t->logits, dhx, C);
-            t->prof[TP_BWD_MM] += train_clock() - t0;
+            t->prof[TP_HEAD] += train_clock() - t0;
             for (int64_t c = 0; c < C; c++)
                 top_rmsnorm_bwd(t->dx + (int64_t)t->hrow[c] * E, dhx + c * E,
                                 x + (int64_t)t->hrow[c] * E, m->output_norm, rs[c], E, false);

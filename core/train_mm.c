@@ -27,8 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* see train_vec.h: every vector helper is inlined, so no ABI is at stake */
+/* see train_vec.h: every vector helper is inlined, so no ABI is at stake; and
+ * multiply-adds are fused where the ISA level has them */
 #pragma GCC diagnostic ignored "-Wpsabi"
+#pragma GCC optimize("fp-contract=fast")
 
 /* ---- y = W·x ---------------------------------------------------------------------------- */
 
@@ -100,6 +102,10 @@ void tmm(struct hr_train *t, const struct weight *w, const float *x, float *y, i
     int64_t mr = w->packed || w->k->gemm ? w->k->gemm_mr : 1;
     int64_t n_tasks = (int64_t)t->n_threads * 4;
     int64_t rows = (w->n_out + n_tasks - 1) / n_tasks;
+    /* a task's weights stay in cache while the token tiles pass over them:
+     * at most ~256 KiB of them (the output head has 150k rows) */
+    int64_t cap = (int64_t)(((size_t)256 << 10) / w->row_size);
+    if (rows > cap) rows = cap;
     if (rows < 16) rows = 16;
     rows = (rows + mr - 1) / mr * mr;
     struct mm_job j = {w, xq, xq_row, y, T, rows};

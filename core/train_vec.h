@@ -10,8 +10,12 @@
  * without AVX-512 even when every helper is inlined, so the files that use
  * this header also silence -Wpsabi (no vector crosses a real call).
  *
- * -std=c11 turns off the contraction of a·b + c into fused multiply-adds:
- * products and sums round separately, the same way on every level.
+ * The files that use it also turn on the contraction of a·b + c into fused
+ * multiply-adds (#pragma GCC optimize("fp-contract=fast"), which -std=c11
+ * turns off): the kernels are chains of multiply-adds, and a fused one is
+ * one instruction instead of two with one rounding instead of two. The
+ * results then depend on the ISA level (the levels without FMA round
+ * twice), but on one machine every run computes the same.
  */
 #ifndef HEARTH_CORE_TRAIN_VEC_H
 #define HEARTH_CORE_TRAIN_VEC_H
