@@ -309,6 +309,8 @@ static char *settings_json(const struct settings *s, const char *data, uint64_t 
                            int64_t n_val, double val_before, int64_t val_labels)
 {
     char seed[32], hash[32];
+    if (!isfinite(val_before)) /* no validation rows (JSON has no NaN) */
+        val_before = 0.0;
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
     snprintf(hash, sizeof hash, "%016llx", (unsigned long long)data_hash);
     json_t *o =

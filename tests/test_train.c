@@ -25,11 +25,14 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hearth/hearth.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static uint64_t rng = 12345;
@@ -1153,6 +1156,75 @@ Test(cli, train_bad_input, .fini = rm_tmpdir)
                    "--targets", "q,x", NULL);
     cr_expect_eq(st, 2);
     tu_assert_one_line_error(se, "'x'");
+    free(so);
+    free(se);
+}
+
+/* Ctrl-C: the run stops after the step in progress, writes its checkpoint
+ * and says how to continue (exit 130); --resume goes on from there. */
+Test(cli, train_sigint, .fini = rm_tmpdir)
+{
+    const char *data = story_file();
+    const char *out = tmp_path("i.gguf"), *log = tmp_path("i.log"), *errf = tmp_path("i.err");
+    char *argv[] = {(char *)tu_hearth_bin(),
+                    "train",
+                    "-m",
+                    (char *)tu_stories(),
+                    "--data",
+                    (char *)data,
+                    "-o",
+                    (char *)out,
+                    "--ctx",
+                    "32",
+                    "--epochs",
+                    "100000",
+                    "--batch-tokens",
+                    "32",
+                    "--val",
+                    "0",
+                    "-t",
+                    "1",
+                    "--log",
+                    (char *)log,
+                    NULL};
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    /* wait (up to a minute) until it has taken three steps */
+    bool started = false;
+    for (int i = 0; i < 600 && !started; i++) {
+        usleep(100000);
+        started = tu_exists(log) && count_lines(log, "3\t") > 0;
+    }
+    kill(pid, SIGINT);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(started, "no step in a minute");
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d", status);
+    size_t len;
+    char *se = tu_read_file(errf, &len);
+    cr_assert(se);
+    cr_expect(strstr(se, "interrupted after step") && strstr(se, "--resume"), "%s", se);
+    free(se);
+    const char *ck = tmp_path("i.gguf.ckpt");
+    cr_assert(tu_exists(ck));
+    struct hr_train_params p;
+    int64_t step;
+    struct hr_err e;
+    cr_assert_eq(hr_train_checkpoint_info(ck, &p, &step, NULL, &e), 0, "%s", e.msg);
+    cr_expect(step >= 3);
+    char *so;
+    int st = tu_hearth(&so, &se, "train", "-m", tu_stories(), "--data", data, "-o", out, "--resume",
+                       ck, "--stop-after", "1", NULL);
+    cr_expect_eq(st, 0, "%s", se);
+    char want[64];
+    snprintf(want, sizeof want, "stopped after step %lld", (long long)step + 1);
+    cr_expect(strstr(se, want), "%s", se);
     free(so);
     free(se);
 }
