@@ -18,7 +18,9 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PROMPT "the quick brown fox jumps over the lazy dog"
@@ -42,6 +44,26 @@ static void paths(void)
               "tests/data lacks the syn-llama model or its adapters");
 }
 
+/* The daemon of the running test: a failed assertion skips du_stop, and
+ * the suite's fini then kills it, so no hearthd outlives its test. */
+static struct du_daemon *running;
+
+static void reap(void)
+{
+    if (running && running->pid > 0) {
+        kill(running->pid, SIGKILL);
+        waitpid(running->pid, NULL, 0);
+        running->pid = 0;
+        unlink(running->socket);
+        unlink(running->config);
+        unlink(running->log);
+        rmdir(running->dir);
+    }
+    running = NULL;
+}
+
+TestSuite(lora_daemon, .fini = reap);
+
 /* Starts hearthd with lora.dir = tests/data/models and a profile "both"
  * (lora-llama-a at 0.5, then lora-llama-b at 1). */
 static void start(struct du_daemon *d)
@@ -57,6 +79,7 @@ static void start(struct du_daemon *d)
              "    only_b: [{lora-llama-b: 2.0}]\n",
              models_dir);
     du_start(d, model, yaml);
+    running = d;
 }
 
 static void load(struct du_conn *c, const char *path, const char *name)
