@@ -383,6 +383,7 @@ int cmd_bench(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fprintf(stdout, "see hearth --help\n");
+            free(loras);
             return 0;
         }
         if (!strcmp(a, "--json")) {
@@ -418,8 +419,10 @@ int cmd_bench(int argc, char **argv)
     }
     if (threads < 1)
         threads = 1;
-    if (limits_only)
+    if (limits_only) {
+        free(loras);
         return show_limits((int)threads, json);
+    }
     if (!model)
         cli_die(EXIT_USAGE, "missing -m MODEL");
     if (n_prompt == 0 && n_gen == 0)
