@@ -22,6 +22,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 void hr_train_defaults(struct hr_train_params *p)
@@ -99,6 +100,23 @@ static const struct weight *wt_source(const struct hr_model *m, int64_t i)
     int kind = (int)(i % TK_COUNT);
     if (il == 0 && kind <= TK_V) return NULL;
     return kind_weight(&m->layers[il], kind);
+}
+
+/* Reading a weight to transpose it brought its mapped pages back; when the
+ * products read the kernels' packed copy instead (model.h), nothing reads
+ * them again (but the tied output: token_embd's rows), so they are given
+ * back as the loader gave them back after repacking (clean pages of a
+ * read-only file mapping: the advice cannot lose anything). */
+static void drop_pages(const struct hr_model *m, const struct weight *w)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (!w->packed || w->data == m->tok_embd.data || page <= 0)
+        return;
+    uintptr_t a = (uintptr_t)w->data, e = a + w->row_size * (size_t)w->n_out;
+    a = (a + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    e &= ~((uintptr_t)page - 1);
+    if (e > a)
+        madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
 void hr_train_free(struct hr_train *t)
@@ -211,7 +229,9 @@ int hr_train_new(struct hr_model *model, const struct hr_train_params *params,
     for (int64_t i = 0; i < n_w; i++) {
         const struct weight *w = wt_source(model, i);
         if (!w) continue;
-        if ((rc = tmm_transpose(t, w, t->p.grad_type, &t->wt[i], &t->wt_mem[i])) < 0) goto fail;
+        if ((rc = tmm_transpose(t, w, t->p.grad_type, &t->wt[i], &t->wt_mem[i])) < 0)
+            goto fail;
+        drop_pages(model, w);
         t->wt_bytes += tmm_transposed_bytes(w, t->p.grad_type);
     }
     *out = t;
@@ -421,6 +441,8 @@ int hr_train_estimate(const struct hr_model *m, const struct hr_train_params *pa
     }
     if (m->output.data != m->tok_embd.data)
         e->bytes_model += (uint64_t)m->tok_embd.row_size * (uint64_t)m->tok_embd.n_out;
+    else if (m->output.packed) /* tied: the embeddings stay mapped beside the packed copy */
+        e->bytes_model += m->output.k->packed_size(m->output.n_in, m->output.n_out);
     /* attention: a token sees (n_ctx+1)/2 keys on average in a full row;
      * forward 2 products of head_dim per key and head, backward 7 */
     double attn = 2.0 * (double)hp->n_head * (double)hp->head_dim * ((double)params->n_ctx + 1.0) /
