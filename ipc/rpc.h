@@ -19,7 +19,7 @@
 /* The socket protocol's version: grows with every change to the methods,
  * their parameters or results, recorded in docs/api-changes.md. Reported by
  * the `status` method as protocol_version. */
-#define IPC_PROTOCOL_VERSION 3
+#define IPC_PROTOCOL_VERSION 4
 
 /* JSON-RPC error codes: the standard ones and hearth's application codes
  * (docs/protocol.md lists when each is used). */

@@ -134,4 +134,8 @@ void rpc_m_approval_respond(struct rpc_conn *c, json_t *id, json_t *params);
 void rpc_m_script_run(struct rpc_conn *c, json_t *id, json_t *params);
 void rpc_m_agent_run(struct rpc_conn *c, json_t *id, json_t *params);
 
+/* ---- training (rpc_train.c) ------------------------------------------------------------------ */
+
+void rpc_m_train(struct rpc_conn *c, json_t *id, json_t *params);
+
 #endif

@@ -554,6 +554,9 @@ static const char *const k_approval[] = {"call_id", "approve", NULL};
 static const char *const k_script[] = {"source", "path", "name", "args", "workspace", NULL};
 static const char *const k_lora_load[] = {"path", "name", NULL};
 static const char *const k_lora_unload[] = {"name", NULL};
+static const char *const k_train[] = {"data",  "output", "name", "load", "format", "rank",
+                                      "alpha", "targets", "epochs", "lr", "ctx", "batch_tokens",
+                                      "val", "seed", "warmup", "threads", NULL};
 static const char *const k_agent[] = {"task",   "workspace",   "tools", "max_steps",
                                       "format", "tool_choice", "timeout", NULL};
 
@@ -598,6 +601,12 @@ const struct rpc_method rpc_methods[] = {
      "{task: string, workspace?: string, tools?: [string], max_steps?: int, format?: string, "
      "tool_choice?: string, timeout?: number, " GEN "}",
      "{answer, finish, steps, tool_calls}"},
+    {"train", rpc_m_train, k_train, false,
+     "{data: string (absolute), output: string (absolute), name?: string, load?: bool (true), "
+     "format?: string, rank?: int, alpha?: number, targets?: [string], epochs?: int, lr?: number, "
+     "ctx?: int, batch_tokens?: int, val?: number, seed?: int, warmup?: number, threads?: int}",
+     "{adapter, steps, tokens, tokens_per_s, val_loss_before, val_loss_after, "
+     "val_perplexity_before, val_perplexity_after, loaded: bool, name?, load_error?}"},
     {"rpc.describe", m_describe, k_none, false, "{}",
      "{protocol_version, methods: [{name, params, result}]}"},
 };

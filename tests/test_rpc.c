@@ -352,7 +352,7 @@ Test(rpc, bad_messages_get_errors_while_a_stream_continues, .timeout = 600)
     free(line);
     expect_error(c, -32600, "message too large (41943040 bytes, limit 1048576)");
     json_t *st = du_call_ok(c, "status", NULL);
-    cr_assert_eq(json_integer_value(json_object_get(st, "protocol_version")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(st, "protocol_version")), 4);
     json_decref(st);
 
     /* an id already in flight on this connection */
@@ -919,7 +919,7 @@ Test(rpc, cli_ask_status_chat, .timeout = 300)
     cr_assert_eq(st, 0, "%s", err);
     json_t *sj = json_loads(out, 0, NULL);
     cr_assert(sj, "%s", out);
-    cr_assert_eq(json_integer_value(json_object_get(sj, "protocol_version")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(sj, "protocol_version")), 4);
     cr_assert_geq(json_integer_value(json_object_get(sj, "requests_total")), 2);
     json_decref(sj);
     free(out);

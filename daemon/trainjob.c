@@ -1,0 +1,293 @@
+/*
+ * trainjob.c — a LoRA training job on a thread of its own (trainjob.h).
+ *
+ * The thread runs what `hearth train` runs (cli/cmd_train.c): the data are
+ * read, split (validation) and packed, the steps take the rows of each
+ * epoch in an order shuffled by the seed, the validation loss is measured
+ * before and after, the adapter is written. It publishes a snapshot of its
+ * progress under a mutex and signals an eventfd that the loop watches; the
+ * loop callback hands the snapshot to the owner. Progress is published at
+ * most every 200 ms (steps of a tiny model take milliseconds), phase
+ * changes and the end always.
+ *
+ * Ownership: the owner frees the job. Before the end that detaches it: the
+ * thread is asked to stop, and the loop callback reaps the job when the
+ * thread has finished (joins it, closes the eventfd, frees).
+ */
+#include "trainjob.h"
+
+#include "loop.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+struct hd_trainjob {
+    struct hd_loop *loop;
+    struct hr_model *model;
+    struct hd_trainjob_params p;
+    char *data, *output;
+    hd_trainjob_fn fn;
+    void *user;
+    int efd;
+    pthread_t thread;
+    atomic_bool cancel;
+
+    pthread_mutex_t mu; /* guards ev, msg, finished, detached */
+    struct hd_trainjob_event ev;
+    char msg[512];
+    bool finished; /* the thread is done (its last event is published) */
+    bool detached; /* the owner freed the job before the end */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void publish(struct hd_trainjob *j, const struct hd_trainjob_event *ev, const char *msg,
+                    bool finished)
+{
+    pthread_mutex_lock(&j->mu);
+    j->ev = *ev;
+    if (msg) snprintf(j->msg, sizeof j->msg, "%s", msg);
+    j->finished = finished;
+    pthread_mutex_unlock(&j->mu);
+    uint64_t one = 1;
+    ssize_t w = write(j->efd, &one, sizeof one);
+    (void)w; /* the counter cannot overflow: the loop drains it */
+}
+
+static bool cancelled(void *user)
+{
+    struct hd_trainjob *j = user;
+    return atomic_load(&j->cancel);
+}
+
+/* The rows of step s: epoch e's order is a shuffle of the rows by the seed
+ * and e (as hearth train's). */
+static int32_t step_rows(const struct hr_train_rows *rows, uint64_t seed, int64_t s,
+                         int64_t per_epoch, int32_t per_step, int32_t *order, int64_t *order_epoch,
+                         const int32_t **out)
+{
+    int64_t e = s / per_epoch, k = s % per_epoch;
+    if (*order_epoch != e) {
+        for (int32_t i = 0; i < rows->n_rows; i++)
+            order[i] = i;
+        uint64_t st = seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(e + 1));
+        for (int32_t i = rows->n_rows - 1; i > 0; i--) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            int32_t x = (int32_t)((st >> 33) % (uint64_t)(i + 1)), y = order[i];
+            order[i] = order[x];
+            order[x] = y;
+        }
+        *order_epoch = e;
+    }
+    int64_t i0 = k * per_step, n = rows->n_rows - i0 < per_step ? rows->n_rows - i0 : per_step;
+    *out = order + i0;
+    return (int32_t)n;
+}
+
+static double eval(struct hr_train *t, const struct hr_train_rows *val, int *rc, struct hr_err *err)
+{
+    double loss;
+    int64_t n;
+    if (!val->n_rows) return NAN;
+    *rc = hr_train_eval(t, val, NULL, val->n_rows, &loss, &n, err);
+    return *rc < 0 || !n ? NAN : loss / (double)n;
+}
+
+static void *run(void *arg)
+{
+    struct hd_trainjob *j = arg;
+    struct hd_trainjob_event ev = {.phase = HD_TRAIN_LOADING,
+                                   .loss = NAN,
+                                   .eta_s = NAN,
+                                   .tokens_per_s = 0,
+                                   .val_before = NAN,
+                                   .val_after = NAN};
+    struct hr_err err;
+    hr_err_clear(&err);
+    struct hr_train_data *data = NULL;
+    struct hr_train_rows *train = NULL, *val = NULL;
+    struct hr_train *t = NULL;
+    int32_t *order = NULL;
+    int rc;
+    publish(j, &ev, NULL, false);
+
+    struct hr_train_params tp = j->p.train;
+    if ((rc = hr_train_data_load(j->model, j->data, j->p.format, tp.n_ctx, &data, &err)) < 0)
+        goto done;
+    struct hr_train_data_info info;
+    hr_train_data_get_info(data, &info);
+    int32_t n_val =
+        j->p.val < 1.0 ? (int32_t)lround(j->p.val * info.n_examples) : (int32_t)j->p.val;
+    ev.n_examples = info.n_examples;
+    ev.n_val = n_val;
+    if ((rc = hr_train_data_pack(data, tp.n_ctx, n_val, tp.seed, &train, &val, &err)) < 0)
+        goto done;
+    hr_train_data_free(data);
+    data = NULL;
+    int32_t per_step = (int32_t)(j->p.batch_tokens / tp.n_ctx);
+    per_step = per_step < 1 ? 1 : per_step > train->n_rows ? train->n_rows : per_step;
+    int64_t per_epoch = (train->n_rows + per_step - 1) / per_step;
+    tp.total_steps = per_epoch * j->p.epochs;
+    tp.warmup_steps = llround(j->p.warmup * (double)tp.total_steps);
+    ev.total_steps = tp.total_steps;
+    if ((rc = hr_train_new(j->model, &tp, &t, &err)) < 0) goto done;
+    hr_train_set_abort(t, cancelled, j);
+    if (!(order = malloc((size_t)train->n_rows * sizeof *order))) {
+        rc = -ENOMEM;
+        goto done;
+    }
+
+    ev.phase = HD_TRAIN_VALIDATING;
+    publish(j, &ev, NULL, false);
+    ev.val_before = eval(t, val, &rc, &err);
+    if (rc < 0) goto done;
+
+    ev.phase = HD_TRAIN_TRAINING;
+    publish(j, &ev, NULL, false);
+    int64_t order_epoch = -1;
+    double t0 = now_s(), last = 0;
+    for (int64_t s = 0; s < tp.total_steps; s++) {
+        const int32_t *idx;
+        int32_t n = step_rows(train, tp.seed, s, per_epoch, per_step, order, &order_epoch, &idx);
+        struct hr_train_stats st;
+        if ((rc = hr_train_step(t, train, idx, n, &st, &err)) < 0) goto done;
+        double el = now_s() - t0;
+        ev.step = st.step;
+        ev.loss = st.loss;
+        ev.tokens += st.n_tokens;
+        ev.tokens_per_s = el > 0 ? (double)ev.tokens / el : 0;
+        ev.eta_s = el / (double)(s + 1) * (double)(tp.total_steps - s - 1);
+        if (el - last >= 0.2 || s + 1 == tp.total_steps) {
+            publish(j, &ev, NULL, false);
+            last = el;
+        }
+    }
+
+    ev.phase = HD_TRAIN_FINISHING;
+    publish(j, &ev, NULL, false);
+    ev.val_after = eval(t, val, &rc, &err);
+    if (rc < 0) goto done;
+    rc = hr_train_save_adapter(t, j->output, &err);
+done:
+    if (rc == -ECANCELED)
+        snprintf(err.msg, sizeof err.msg, "training cancelled after step %lld", (long long)ev.step);
+    else if (rc < 0 && !err.msg[0])
+        snprintf(err.msg, sizeof err.msg, "%s", strerror(-rc));
+    ev.phase = HD_TRAIN_DONE;
+    ev.rc = rc;
+    free(order);
+    hr_train_free(t);
+    hr_train_rows_free(train);
+    hr_train_rows_free(val);
+    hr_train_data_free(data);
+    publish(j, &ev, rc < 0 ? err.msg : NULL, true);
+    return NULL;
+}
+
+static void reap(struct hd_trainjob *j)
+{
+    pthread_join(j->thread, NULL);
+    hd_loop_del_fd(j->loop, j->efd);
+    close(j->efd);
+    pthread_mutex_destroy(&j->mu);
+    free(j->data);
+    free(j->output);
+    free(j);
+}
+
+/* On the loop thread: hand the latest snapshot to the owner (the owner may
+ * free the job inside fn: nothing touches j after it). */
+static void on_event(void *user, int fd, uint32_t events)
+{
+    struct hd_trainjob *j = user;
+    uint64_t n;
+    ssize_t r = read(fd, &n, sizeof n);
+    (void)r;
+    pthread_mutex_lock(&j->mu);
+    struct hd_trainjob_event ev = j->ev;
+    char msg[sizeof j->msg];
+    memcpy(msg, j->msg, sizeof msg);
+    bool finished = j->finished, detached = j->detached;
+    pthread_mutex_unlock(&j->mu);
+    if (detached) {
+        if (finished) reap(j);
+        return;
+    }
+    ev.msg = ev.rc < 0 ? msg : NULL;
+    j->fn(j->user, &ev);
+}
+
+int hd_trainjob_start(struct hd_loop *loop, struct hr_model *model,
+                      const struct hd_trainjob_params *p, hd_trainjob_fn fn, void *user,
+                      struct hd_trainjob **out, struct hr_err *err)
+{
+    hr_err_clear(err);
+    if (!p->data || !p->output || p->epochs < 1 || p->batch_tokens < 1 || !(p->val >= 0) ||
+        !(p->warmup >= 0 && p->warmup <= 1))
+        return -EINVAL;
+    struct hd_trainjob *j = calloc(1, sizeof *j);
+    if (!j) return -ENOMEM;
+    j->loop = loop;
+    j->model = model;
+    j->p = *p;
+    j->fn = fn;
+    j->user = user;
+    j->efd = -1;
+    int rc = -ENOMEM;
+    if (!(j->data = strdup(p->data)) || !(j->output = strdup(p->output))) goto fail;
+    j->p.data = j->data;
+    j->p.output = j->output;
+    pthread_mutex_init(&j->mu, NULL);
+    if ((j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        rc = -errno;
+        goto fail_mu;
+    }
+    if ((rc = hd_loop_add_fd(loop, j->efd, EPOLLIN, on_event, j)) < 0) goto fail_fd;
+    if ((rc = -pthread_create(&j->thread, NULL, run, j)) < 0) {
+        hd_loop_del_fd(loop, j->efd);
+        goto fail_fd;
+    }
+    *out = j;
+    return 0;
+fail_fd:
+    close(j->efd);
+fail_mu:
+    pthread_mutex_destroy(&j->mu);
+fail:
+    if (err)
+        snprintf(err->msg, sizeof err->msg, "cannot start the training job: %s", strerror(-rc));
+    free(j->data);
+    free(j->output);
+    free(j);
+    return rc;
+}
+
+void hd_trainjob_cancel(struct hd_trainjob *j)
+{
+    atomic_store(&j->cancel, true);
+}
+
+void hd_trainjob_free(struct hd_trainjob *j)
+{
+    if (!j) return;
+    atomic_store(&j->cancel, true);
+    pthread_mutex_lock(&j->mu);
+    bool finished = j->finished;
+    j->detached = !finished;
+    pthread_mutex_unlock(&j->mu);
+    if (finished) reap(j);
+}
