@@ -225,31 +225,66 @@ static int parse_chat(struct hr_train_data *d, json_t *obj, const char *label, i
         goto done;
     }
     bool any = false;
+    size_t lf = strlen(full);
     for (size_t i = 0; i < nm; i++) {
         json_t *m = json_array_get(msgs, i);
         if (strcmp(json_string_value(json_object_get(m, "role")), "assistant")) continue;
-        int64_t bounds[2];
-        for (int k = 0; k < 2; k++) {
-            free(part);
-            if (!(part = render(d, msgs, k ? i + 1 : i, tools_json, !k, &e2))) {
-                rc = line_err(err, -EINVAL, label, line, "", e2.msg);
-                goto done;
-            }
-            if (k == 0 && strncmp(part, full, strlen(part))) {
-                char what[160];
+        char what[160];
+        /* where the message starts: after the conversation before it with
+         * the generation prompt, which must be a prefix of the whole */
+        free(part);
+        if (!(part = render(d, msgs, i, tools_json, true, &e2))) {
+            rc = line_err(err, -EINVAL, label, line, "", e2.msg);
+            goto done;
+        }
+        size_t start = strlen(part), stop;
+        if (strncmp(part, full, start)) {
+            snprintf(what, sizeof what,
+                     "%zu: the template does not render the conversation before it as a "
+                     "prefix of the whole",
+                     i);
+            rc = line_err(err, -EINVAL, label, line, "cannot find assistant message #", what);
+            goto done;
+        }
+        int64_t np;
+        free(ptok);
+        ptok = NULL;
+        if ((rc = tokenize(d, part, start, true, true, &ptok, &np)) < 0) goto done;
+        int64_t b0 = common_prefix(ptok, np, *tok, *n);
+        /* where it ends: after the conversation up to it, when that is a
+         * prefix of the whole; templates that render a conversation's last
+         * turn apart (Qwen3 keeps the <think> block of the last assistant
+         * turn only) need the message's text found in the whole instead,
+         * followed by what the template closes the turn with */
+        free(part);
+        if (!(part = render(d, msgs, i + 1, tools_json, false, &e2))) {
+            rc = line_err(err, -EINVAL, label, line, "", e2.msg);
+            goto done;
+        }
+        size_t lq = strlen(part);
+        if (lq <= lf && !strncmp(part, full, lq)) {
+            stop = lq;
+        } else {
+            const char *content = json_string_value(json_object_get(m, "content"));
+            const char *at = content && content[0] ? strstr(full + start, content) : NULL;
+            const char *in_q = NULL;
+            for (const char *q = content && content[0] ? strstr(part, content) : NULL; q;
+                 q = strstr(q + 1, content))
+                in_q = q;
+            if (!at || !in_q) {
                 snprintf(what, sizeof what,
-                         "%zu: the template does not render the "
-                         "conversation before it as a prefix of the whole",
-                         i);
+                         "%zu: the template renders it differently in the whole conversation", i);
                 rc = line_err(err, -EINVAL, label, line, "cannot find assistant message #", what);
                 goto done;
             }
-            int64_t np;
-            free(ptok);
-            ptok = NULL;
-            if ((rc = tokenize(d, part, strlen(part), true, true, &ptok, &np)) < 0) goto done;
-            bounds[k] = common_prefix(ptok, np, *tok, *n);
+            const char *close = in_q + strlen(content); /* the turn's closing, from Q */
+            stop = (size_t)(at - full) + strlen(content);
+            if (!strncmp(full + stop, close, strlen(close))) stop += strlen(close);
         }
+        free(ptok);
+        ptok = NULL;
+        if ((rc = tokenize(d, full, stop, true, true, &ptok, &np)) < 0) goto done;
+        int64_t bounds[2] = {b0, common_prefix(ptok, np, *tok, *n)};
         for (int64_t j = bounds[0]; j < bounds[1]; j++)
             (*mask)[j] = 1;
         any |= bounds[1] > bounds[0];

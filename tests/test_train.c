@@ -609,12 +609,14 @@ Test(data, loss_masks)
     hr_model_free(m);
 }
 
-/* A copy of a tiny model with a chat template (Qwen2.5's). */
-static struct hr_model *chat_model(void)
+/* A copy of a tiny model with a chat template of tests/data/templates. */
+static struct hr_model *chat_model(const char *shape, const char *template)
 {
-    struct hr_model *base = tiny_model("tiny-qwen2");
+    struct hr_model *base = tiny_model(shape);
     size_t len;
-    char *tmpl = tu_read_file(tu_data("templates/Qwen-Qwen2.5-7B-Instruct.jinja"), &len);
+    char rel[128];
+    snprintf(rel, sizeof rel, "templates/%s.jinja", template);
+    char *tmpl = tu_read_file(tu_data(rel), &len);
     cr_assert(tmpl);
     struct gguf_writer *w = gguf_writer_new();
     cr_assert_eq(gguf_writer_copy_kv(w, base->gguf, NULL, NULL), 0);
@@ -634,29 +636,49 @@ static struct hr_model *chat_model(void)
     return m;
 }
 
-/* Chat: the loss is on the assistant messages and the end of their turns,
- * found by rendering prefixes with the model's template. */
-Test(data, chat_assistant_spans, .fini = rm_tmpdir)
+/* The text of the labels of rows parsed from one chat line. */
+static void chat_learned(struct hr_model *m, const char *text, char *learned, size_t cap)
 {
-    struct hr_model *m = chat_model();
-    const char *text = "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
-                       "{\"role\": \"user\", \"content\": \"Hi there\"}, "
-                       "{\"role\": \"assistant\", \"content\": \"Hello!\"}, "
-                       "{\"role\": \"user\", \"content\": \"How are you?\"}, "
-                       "{\"role\": \"assistant\", \"content\": \"Fine, thanks.\"}]}\n";
     struct hr_train_data *d;
     struct hr_err e;
     cr_assert_eq(hr_train_data_parse(m, text, strlen(text), "c", HR_TRAIN_JSONL, 256, &d, &e), 0,
                  "%s", e.msg);
     struct hr_train_rows *tr, *va;
     cr_assert_eq(hr_train_data_pack(d, 256, 0, 1, &tr, &va, &e), 0, "%s", e.msg);
-    char learned[512] = "";
+    learned[0] = 0;
     for (int j = 0; j < 256; j++)
-        if (tr->labels[j] >= 0) piece(m, tr->labels[j], learned, sizeof learned);
-    cr_expect_str_eq(learned, "Hello!<|im_end|>\nFine, thanks.<|im_end|>\n");
+        if (tr->labels[j] >= 0) piece(m, tr->labels[j], learned, cap);
     hr_train_rows_free(tr);
     hr_train_rows_free(va);
     hr_train_data_free(d);
+}
+
+static const char *const chat_line =
+    "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
+    "{\"role\": \"user\", \"content\": \"Hi there\"}, "
+    "{\"role\": \"assistant\", \"content\": \"Hello!\"}, "
+    "{\"role\": \"user\", \"content\": \"How are you?\"}, "
+    "{\"role\": \"assistant\", \"content\": \"Fine, thanks.\"}]}\n";
+
+/* Chat: the loss is on the assistant messages and the end of their turns,
+ * found by rendering prefixes with the model's template. */
+Test(data, chat_assistant_spans, .fini = rm_tmpdir)
+{
+    struct hr_model *m = chat_model("tiny-qwen2", "Qwen-Qwen2.5-7B-Instruct");
+    char learned[512];
+    chat_learned(m, chat_line, learned, sizeof learned);
+    cr_expect_str_eq(learned, "Hello!<|im_end|>\nFine, thanks.<|im_end|>\n");
+    hr_model_free(m);
+}
+
+/* Qwen3's template renders the last assistant turn apart (with an empty
+ * <think> block): earlier turns are found by their text. */
+Test(data, chat_assistant_spans_qwen3, .fini = rm_tmpdir)
+{
+    struct hr_model *m = chat_model("tiny-qwen3", "Qwen-Qwen3-0.6B");
+    char learned[512];
+    chat_learned(m, chat_line, learned, sizeof learned);
+    cr_expect_str_eq(learned, "Hello!<|im_end|>\n<think>\n\n</think>\n\nFine, thanks.<|im_end|>\n");
     hr_model_free(m);
 }
 
