@@ -316,5 +316,10 @@ cat "$RES/limits.jsonl"
 echo "$TABLE" | while read -r shape mix pp tg; do cat "$RES/$shape-$mix.jsonl"; done
 echo '```'
 } >"$OUT.tmp"
+# sections other scripts keep up to date in the same file (bench/lora.sh) stay
+if [ -f "$OUT" ]; then
+    sed -n '/^<!-- begin: bench\/lora.sh -->$/,/^<!-- end: bench\/lora.sh -->$/p' "$OUT" |
+        awk 'NR == 1 { print "" } { print }' >>"$OUT.tmp"
+fi
 mv "$OUT.tmp" "$OUT"
 say "wrote $OUT in $((T_END - T0)) s"
