@@ -912,7 +912,7 @@ Test(rpc, cli_ask_status_chat, .timeout = 300)
 
     st = tu_hearth(&out, &err, "status", "--socket", d.socket, NULL);
     cr_assert_eq(st, 0, "%s", err);
-    cr_assert(strstr(out, "stories260K.gguf") && strstr(out, "protocol 3"), "%s", out);
+    cr_assert(strstr(out, "stories260K.gguf") && strstr(out, "(protocol 4)"), "%s", out);
     free(out);
     free(err);
     st = tu_hearth(&out, &err, "status", "--socket", d.socket, "--json", NULL);
