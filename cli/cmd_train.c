@@ -734,6 +734,10 @@ int cmd_train(int argc, char **argv)
     if (interrupted || step < total) {
         if (pg.tty && step < total) fputc('\n', stderr);
         save_ckpt(t, ckpt, note);
+        if (step > start_step)
+            fprintf(stderr, "hearth: trained %lld steps (%lld tokens) in %.1f s: %.1f tokens/s\n",
+                    (long long)(step - start_step), (long long)pg.tokens, elapsed,
+                    elapsed > 0 ? (double)pg.tokens / elapsed : 0.0);
         fprintf(stderr,
                 "hearth: %s after step %lld of %lld; checkpoint written to %s\n"
                 "hearth: continue with: hearth train -m %s --data %s -o %s --resume %s\n",
