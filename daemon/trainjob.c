@@ -10,9 +10,13 @@
  * most every 200 ms (steps of a tiny model take milliseconds), phase
  * changes and the end always.
  *
- * Ownership: the owner frees the job. Before the end that detaches it: the
- * thread is asked to stop, and the loop callback reaps the job when the
- * thread has finished (joins it, closes the eventfd, frees).
+ * Ownership: the owner frees the job. Before the end that stops it: the
+ * thread is asked to stop and joined — it notices within a layer of a pass,
+ * but reading the data and making the trainer (the transposed copies) are
+ * not interruptible, so freeing a job in its first seconds may hold the
+ * loop that long. Joining, rather than leaving the thread to finish on its
+ * own, keeps the model alive for it: hearthd frees the model right after
+ * its frontends at shutdown.
  */
 #include "trainjob.h"
 
@@ -41,11 +45,9 @@ struct hd_trainjob {
     pthread_t thread;
     atomic_bool cancel;
 
-    pthread_mutex_t mu; /* guards ev, msg, finished, detached */
+    pthread_mutex_t mu; /* guards ev and msg */
     struct hd_trainjob_event ev;
     char msg[512];
-    bool finished; /* the thread is done (its last event is published) */
-    bool detached; /* the owner freed the job before the end */
 };
 
 static double now_s(void)
@@ -55,13 +57,11 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void publish(struct hd_trainjob *j, const struct hd_trainjob_event *ev, const char *msg,
-                    bool finished)
+static void publish(struct hd_trainjob *j, const struct hd_trainjob_event *ev, const char *msg)
 {
     pthread_mutex_lock(&j->mu);
     j->ev = *ev;
     if (msg) snprintf(j->msg, sizeof j->msg, "%s", msg);
-    j->finished = finished;
     pthread_mutex_unlock(&j->mu);
     uint64_t one = 1;
     ssize_t w = write(j->efd, &one, sizeof one);
@@ -123,7 +123,7 @@ static void *run(void *arg)
     struct hr_train *t = NULL;
     int32_t *order = NULL;
     int rc;
-    publish(j, &ev, NULL, false);
+    publish(j, &ev, NULL);
 
     struct hr_train_params tp = j->p.train;
     if ((rc = hr_train_data_load(j->model, j->data, j->p.format, tp.n_ctx, &data, &err)) < 0)
@@ -152,12 +152,12 @@ static void *run(void *arg)
     }
 
     ev.phase = HD_TRAIN_VALIDATING;
-    publish(j, &ev, NULL, false);
+    publish(j, &ev, NULL);
     ev.val_before = eval(t, val, &rc, &err);
     if (rc < 0) goto done;
 
     ev.phase = HD_TRAIN_TRAINING;
-    publish(j, &ev, NULL, false);
+    publish(j, &ev, NULL);
     int64_t order_epoch = -1;
     double t0 = now_s(), last = 0;
     for (int64_t s = 0; s < tp.total_steps; s++) {
@@ -172,13 +172,13 @@ static void *run(void *arg)
         ev.tokens_per_s = el > 0 ? (double)ev.tokens / el : 0;
         ev.eta_s = el / (double)(s + 1) * (double)(tp.total_steps - s - 1);
         if (el - last >= 0.2 || s + 1 == tp.total_steps) {
-            publish(j, &ev, NULL, false);
+            publish(j, &ev, NULL);
             last = el;
         }
     }
 
     ev.phase = HD_TRAIN_FINISHING;
-    publish(j, &ev, NULL, false);
+    publish(j, &ev, NULL);
     ev.val_after = eval(t, val, &rc, &err);
     if (rc < 0) goto done;
     rc = hr_train_save_adapter(t, j->output, &err);
@@ -194,19 +194,8 @@ done:
     hr_train_rows_free(train);
     hr_train_rows_free(val);
     hr_train_data_free(data);
-    publish(j, &ev, rc < 0 ? err.msg : NULL, true);
+    publish(j, &ev, rc < 0 ? err.msg : NULL);
     return NULL;
-}
-
-static void reap(struct hd_trainjob *j)
-{
-    pthread_join(j->thread, NULL);
-    hd_loop_del_fd(j->loop, j->efd);
-    close(j->efd);
-    pthread_mutex_destroy(&j->mu);
-    free(j->data);
-    free(j->output);
-    free(j);
 }
 
 /* On the loop thread: hand the latest snapshot to the owner (the owner may
@@ -221,12 +210,7 @@ static void on_event(void *user, int fd, uint32_t events)
     struct hd_trainjob_event ev = j->ev;
     char msg[sizeof j->msg];
     memcpy(msg, j->msg, sizeof msg);
-    bool finished = j->finished, detached = j->detached;
     pthread_mutex_unlock(&j->mu);
-    if (detached) {
-        if (finished) reap(j);
-        return;
-    }
     ev.msg = ev.rc < 0 ? msg : NULL;
     j->fn(j->user, &ev);
 }
@@ -285,9 +269,11 @@ void hd_trainjob_free(struct hd_trainjob *j)
 {
     if (!j) return;
     atomic_store(&j->cancel, true);
-    pthread_mutex_lock(&j->mu);
-    bool finished = j->finished;
-    j->detached = !finished;
-    pthread_mutex_unlock(&j->mu);
-    if (finished) reap(j);
+    pthread_join(j->thread, NULL);
+    hd_loop_del_fd(j->loop, j->efd); /* a pending wake-up of this batch is dropped */
+    close(j->efd);
+    pthread_mutex_destroy(&j->mu);
+    free(j->data);
+    free(j->output);
+    free(j);
 }

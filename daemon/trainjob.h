@@ -60,7 +60,7 @@ typedef void (*hd_trainjob_fn)(void *user, const struct hd_trainjob_event *ev);
 
 /* Starts a job on `model` (borrowed: it must outlive the job). *out is owned:
  * free with hd_trainjob_free — after the final event, or at any time to
- * detach (no more events; the thread is stopped and reaped by the loop).
+ * stop it (no more events).
  * Errors: -EINVAL (parameters), -ENOMEM, or the thread/eventfd errno. */
 int hd_trainjob_start(struct hd_loop *loop, struct hr_model *model,
                       const struct hd_trainjob_params *p, hd_trainjob_fn fn, void *user,
@@ -70,7 +70,10 @@ int hd_trainjob_start(struct hd_loop *loop, struct hr_model *model,
  * with rc -ECANCELED. */
 void hd_trainjob_cancel(struct hd_trainjob *j);
 
-/* See hd_trainjob_start. Accepts NULL. */
+/* Stops the job if it runs (it notices within a layer of a pass; reading
+ * the data and making the trainer cannot be interrupted, so this may wait
+ * that long), joins its thread and frees it. Loop thread; may be called from
+ * the job's own callback. Accepts NULL. */
 void hd_trainjob_free(struct hd_trainjob *j);
 
 #endif

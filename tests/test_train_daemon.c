@@ -251,3 +251,33 @@ Test(train_daemon, errors_and_cancel)
     du_stop(&d);
     running = NULL;
 }
+
+/* SIGTERM while a job trains: hearthd stops the job and exits cleanly (the
+ * job is joined before the model is freed). */
+Test(train_daemon, shutdown_while_training)
+{
+    struct du_daemon d;
+    du_start(&d, NULL, NULL);
+    running = &d;
+    struct du_conn *c = du_connect(d.socket);
+    char data[512], out[512], params[2048];
+    stories(&d, data, sizeof data);
+    snprintf(out, sizeof out, "%s/x.gguf", d.dir);
+    snprintf(params, sizeof params,
+             "{\"data\": \"%s\", \"output\": \"%s\", \"ctx\": 48, \"epochs\": 100000, "
+             "\"batch_tokens\": 48, \"val\": 0, \"threads\": 1}",
+             data, out);
+    long id = du_send_call(c, "train", params);
+    for (;;) {
+        json_t *m = du_recv_ok(c);
+        json_t *p = json_object_get(m, "params");
+        bool training = p && json_integer_value(json_object_get(p, "id")) == id &&
+                        json_integer_value(json_object_get(p, "step")) >= 1;
+        json_decref(m);
+        if (training)
+            break;
+    }
+    du_stop(&d); /* asserts exit status 0 */
+    running = NULL;
+    du_close(c);
+}
