@@ -21,6 +21,7 @@
 #include "trainjob.h"
 
 #include "loop.h"
+#include "scheduler.h"
 
 #include <errno.h>
 #include <math.h>
@@ -33,6 +34,8 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
+
+static int n_jobs; /* jobs started and not freed (loop thread only) */
 
 struct hd_trainjob {
     struct hd_loop *loop;
@@ -223,6 +226,10 @@ int hd_trainjob_start(struct hd_loop *loop, struct hr_model *model,
     if (!p->data || !p->output || p->epochs < 1 || p->batch_tokens < 1 || !(p->val >= 0) ||
         !(p->warmup >= 0 && p->warmup <= 1))
         return -EINVAL;
+    if (n_jobs > 0) {
+        if (err) snprintf(err->msg, sizeof err->msg, "a training job is already running");
+        return -EBUSY;
+    }
     struct hd_trainjob *j = calloc(1, sizeof *j);
     if (!j) return -ENOMEM;
     j->loop = loop;
@@ -245,6 +252,7 @@ int hd_trainjob_start(struct hd_loop *loop, struct hr_model *model,
         hd_loop_del_fd(loop, j->efd);
         goto fail_fd;
     }
+    n_jobs++;
     *out = j;
     return 0;
 fail_fd:
@@ -276,4 +284,160 @@ void hd_trainjob_free(struct hd_trainjob *j)
     free(j->data);
     free(j->output);
     free(j);
+    n_jobs--;
+}
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+static int bad(char *msg, size_t cap, const char *what, const char *key)
+{
+    snprintf(msg, cap, what, key);
+    return -EINVAL;
+}
+
+static int get_path(json_t *params, const char *key, char *out, size_t outcap, char *msg,
+                    size_t cap)
+{
+    json_t *v = json_object_get(params, key);
+    if (!json_is_string(v) || json_string_value(v)[0] != '/')
+        return bad(msg, cap, "'%s' must be an absolute file name", key);
+    if (json_string_length(v) >= outcap) return bad(msg, cap, "'%s' is too long", key);
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+/* An optional number in [lo, hi] (integer: a whole one). */
+static int get_num(json_t *params, const char *key, double lo, double hi, bool integer, double *out,
+                   char *msg, size_t cap)
+{
+    json_t *v = json_object_get(params, key);
+    if (!v || json_is_null(v)) return 0;
+    double x = json_number_value(v);
+    if (!json_is_number(v) || !(x >= lo && x <= hi) || (integer && x != floor(x))) {
+        snprintf(msg, cap, "'%s' must be %s in [%g, %g]", key, integer ? "an integer" : "a number",
+                 lo, hi);
+        return -EINVAL;
+    }
+    *out = x;
+    return 0;
+}
+
+static int get_targets(json_t *params, uint32_t *out, char *msg, size_t cap)
+{
+    static const char *const kinds[7] = {"q", "k", "v", "o", "gate", "up", "down"};
+    json_t *v = json_object_get(params, "targets");
+    if (!v || json_is_null(v)) return 0;
+    uint32_t mask = 0;
+    size_t i;
+    json_t *e;
+    if (!json_is_array(v) || !json_array_size(v)) goto fail;
+    json_array_foreach(v, i, e)
+    {
+        int k = 0;
+        while (k < 7 && !(json_is_string(e) && !strcmp(json_string_value(e), kinds[k])))
+            k++;
+        if (k == 7) goto fail;
+        mask |= 1u << k;
+    }
+    *out = mask;
+    return 0;
+fail:
+    return bad(msg, cap,
+               "'%s' must be a non-empty array of \"q\", \"k\", \"v\", \"o\", "
+               "\"gate\", \"up\", \"down\"",
+               "targets");
+}
+
+int hd_trainjob_parse(json_t *params, struct hd_trainjob_request *rq, char *msg, size_t cap)
+{
+    memset(rq, 0, sizeof *rq);
+    int rc;
+    if ((rc = get_path(params, "data", rq->data, sizeof rq->data, msg, cap)) < 0 ||
+        (rc = get_path(params, "output", rq->output, sizeof rq->output, msg, cap)) < 0)
+        return rc;
+    json_t *name = json_object_get(params, "name"), *load = json_object_get(params, "load");
+    json_t *format = json_object_get(params, "format");
+    if (name && !json_is_null(name) && (!json_is_string(name) || json_string_length(name) > 64))
+        return bad(msg, cap, "'%s' must be a string of at most 64 bytes", "name");
+    if (load && !json_is_boolean(load)) return bad(msg, cap, "'%s' must be a boolean", "load");
+    if (json_is_string(name)) snprintf(rq->name, sizeof rq->name, "%s", json_string_value(name));
+    rq->load = !load || json_is_true(load);
+    struct hd_trainjob_params *p = &rq->p;
+    *p = (struct hd_trainjob_params){.data = rq->data,
+                                     .output = rq->output,
+                                     .val = 0.05,
+                                     .epochs = 2,
+                                     .batch_tokens = 2048,
+                                     .warmup = 0.05};
+    hr_train_defaults(&p->train);
+    if (format && !json_is_null(format)) {
+        const char *f = json_is_string(format) ? json_string_value(format) : "";
+        p->format = !strcmp(f, "auto")    ? HR_TRAIN_AUTO
+                    : !strcmp(f, "text")  ? HR_TRAIN_TEXT
+                    : !strcmp(f, "jsonl") ? HR_TRAIN_JSONL
+                                          : -1;
+        if (p->format < 0)
+            return bad(msg, cap, "'%s' must be \"auto\", \"text\" or \"jsonl\"", "format");
+    }
+    double rank = p->train.rank, alpha = p->train.alpha, epochs = p->epochs, lr = p->train.lr;
+    double ctx = p->train.n_ctx, batch = (double)p->batch_tokens, seed = 0, threads = 0;
+    if ((rc = get_num(params, "rank", 1, 4096, true, &rank, msg, cap)) < 0 ||
+        (rc = get_num(params, "alpha", 1e-6, 1e6, false, &alpha, msg, cap)) < 0 ||
+        (rc = get_num(params, "epochs", 1, 1e6, true, &epochs, msg, cap)) < 0 ||
+        (rc = get_num(params, "lr", 1e-12, 10, false, &lr, msg, cap)) < 0 ||
+        (rc = get_num(params, "ctx", 2, 1 << 20, true, &ctx, msg, cap)) < 0 ||
+        (rc = get_num(params, "batch_tokens", 1, 1e12, true, &batch, msg, cap)) < 0 ||
+        (rc = get_num(params, "val", 0, 1e9, false, &p->val, msg, cap)) < 0 ||
+        (rc = get_num(params, "seed", 0, 9007199254740991.0, true, &seed, msg, cap)) < 0 ||
+        (rc = get_num(params, "warmup", 0, 1, false, &p->warmup, msg, cap)) < 0 ||
+        (rc = get_num(params, "threads", 0, 1024, true, &threads, msg, cap)) < 0 ||
+        (rc = get_targets(params, &p->train.targets, msg, cap)) < 0)
+        return rc;
+    p->train.rank = (int32_t)rank;
+    p->train.alpha = (float)alpha;
+    p->train.lr = (float)lr;
+    p->train.n_ctx = (int32_t)ctx;
+    p->train.seed = (uint64_t)seed;
+    p->train.n_threads = (int32_t)threads;
+    p->epochs = (int32_t)epochs;
+    p->batch_tokens = (int64_t)batch;
+    return 0;
+}
+
+static json_t *num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+json_t *hd_trainjob_progress_json(const struct hd_trainjob_event *ev)
+{
+    static const char *const phases[] = {"loading", "validating", "training", "finishing", "done"};
+    return json_pack("{s:s, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:i, s:i}", "phase",
+                     phases[ev->phase], "step", (json_int_t)ev->step, "total_steps",
+                     (json_int_t)ev->total_steps, "tokens", (json_int_t)ev->tokens, "loss",
+                     num(ev->loss), "tokens_per_s", num(ev->tokens_per_s), "eta_s", num(ev->eta_s),
+                     "val_loss_before", num(ev->val_before), "examples", ev->n_examples,
+                     "val_examples", ev->n_val);
+}
+
+json_t *hd_trainjob_result(struct hd_sched *s, const struct hd_trainjob_request *rq,
+                           const struct hd_trainjob_event *ev)
+{
+    json_t *res =
+        json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:b}", "adapter", rq->output, "steps",
+                  (json_int_t)ev->step, "tokens", (json_int_t)ev->tokens, "tokens_per_s",
+                  num(ev->tokens_per_s), "val_loss_before", num(ev->val_before), "val_loss_after",
+                  num(ev->val_after), "val_perplexity_before", num(exp(ev->val_before)),
+                  "val_perplexity_after", num(exp(ev->val_after)), "loaded", false);
+    if (!res || !rq->load) return res;
+    const struct hd_lora_entry *e;
+    struct hr_err err;
+    hr_err_clear(&err);
+    if (hd_sched_lora_load(s, rq->output, rq->name[0] ? rq->name : NULL, &e, &err) == 0) {
+        json_object_set_new(res, "loaded", json_true());
+        json_object_set_new(res, "name", json_string(e->name));
+    } else {
+        json_object_set_new(res, "load_error", json_string(err.msg));
+    }
+    return res;
 }

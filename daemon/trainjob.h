@@ -15,10 +15,13 @@
 #define HEARTH_DAEMON_TRAINJOB_H
 
 #include <hearth/hearth.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 struct hd_loop;
+struct hd_sched;
 struct hd_trainjob;
 
 struct hd_trainjob_params {
@@ -60,8 +63,9 @@ typedef void (*hd_trainjob_fn)(void *user, const struct hd_trainjob_event *ev);
 
 /* Starts a job on `model` (borrowed: it must outlive the job). *out is owned:
  * free with hd_trainjob_free — after the final event, or at any time to
- * stop it (no more events).
- * Errors: -EINVAL (parameters), -ENOMEM, or the thread/eventfd errno. */
+ * stop it (no more events). One job runs at a time in a daemon (training
+ * takes every CPU it gets): -EBUSY while another one exists. Other errors:
+ * -EINVAL (parameters), -ENOMEM, or the thread/eventfd errno. */
 int hd_trainjob_start(struct hd_loop *loop, struct hr_model *model,
                       const struct hd_trainjob_params *p, hd_trainjob_fn fn, void *user,
                       struct hd_trainjob **out, struct hr_err *err);
@@ -75,5 +79,35 @@ void hd_trainjob_cancel(struct hd_trainjob *j);
  * that long), joins its thread and frees it. Loop thread; may be called from
  * the job's own callback. Accepts NULL. */
 void hd_trainjob_free(struct hd_trainjob *j);
+
+/* ---- what the frontends share (the JSON of the socket's `train`) ------------------ */
+
+/* A request: the job's parameters and what happens to the adapter. */
+struct hd_trainjob_request {
+    struct hd_trainjob_params p; /* p.data and p.output point at the arrays below */
+    char data[PATH_MAX], output[PATH_MAX];
+    char name[72]; /* registry name; "" = the file name without .gguf */
+    bool load;     /* load the adapter into the registry when written */
+};
+
+/* Fills *rq from the params object of the socket's `train` (docs/protocol.md;
+ * the D-Bus Train method takes the same object as JSON text): data and
+ * output absolute paths, name, load, format, rank, alpha, targets, epochs,
+ * lr, ctx, batch_tokens, val, seed, warmup, threads; unknown keys are the
+ * caller's to refuse. -EINVAL with msg naming the key. */
+int hd_trainjob_parse(json_t *params, struct hd_trainjob_request *rq, char *msg, size_t cap);
+
+/* A progress event as JSON: {phase, step, total_steps, tokens, loss,
+ * tokens_per_s, eta_s, val_loss_before, examples, val_examples} (numbers not
+ * known yet are null). New reference; NULL without memory. */
+json_t *hd_trainjob_progress_json(const struct hd_trainjob_event *ev);
+
+/* After a final event with rc 0: loads the adapter into s's registry when
+ * rq->load (loop thread), and returns the result {adapter, steps, tokens,
+ * tokens_per_s, val_loss_before, val_loss_after, val_perplexity_before,
+ * val_perplexity_after, loaded, name?, load_error?}. New reference; NULL
+ * without memory. */
+json_t *hd_trainjob_result(struct hd_sched *s, const struct hd_trainjob_request *rq,
+                           const struct hd_trainjob_event *ev);
 
 #endif
