@@ -30,6 +30,7 @@
 #include "../daemon/agent.h"
 #include "../daemon/log.h"
 #include "../daemon/scheduler.h"
+#include "../daemon/trainjob.h"
 #include "err.h"
 
 #include <hearth/hearth.h>
@@ -74,8 +75,12 @@ struct call {
 };
 
 struct tcall;
+struct tjob;
 
 struct ipc_dbus {
+    struct hd_loop *loop;
+    struct tjob *tjobs; /* Train jobs (section 6) */
+    uint64_t next_tjob; /* their ids */
     struct hd_sched *sched;
     const struct hd_services *svc; /* tools and the policy gate (ipc_dbus_set_services) */
     struct tcall *tcalls;          /* CallTool calls waiting for their result */
@@ -130,6 +135,7 @@ static void call_free(struct call *c)
 }
 
 static void tcalls_drop_peer(struct ipc_dbus *d, struct peer *p);
+static void tjobs_drop_peer(struct ipc_dbus *d, struct peer *p);
 
 /* The peer left the bus: its requests are cancelled and their callbacks
  * never run again, so their calls can go at once. */
@@ -137,6 +143,7 @@ static void peer_drop(struct ipc_dbus *d, struct peer *p)
 {
     hd_sched_drop_client(d->sched, p->client);
     tcalls_drop_peer(d, p); /* tool calls: cancelled, approvals withdrawn (declined) */
+    tjobs_drop_peer(d, p);  /* training jobs: stopped */
     for (struct call *c = d->calls, *next; c; c = next) {
         next = c->next;
         if (c->peer == p)
@@ -241,6 +248,8 @@ static int m_approve(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
 static int m_load_lora(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_list_loras(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_unload_lora(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
+static int m_train(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
+static int m_cancel_train(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_prop_get(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_prop_get_all(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
 static int m_prop_set(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply);
@@ -307,6 +316,17 @@ static const struct method hearth_methods[] = {
     {"UnloadLora", {{"s", "name"}}, {{"b", "unloaded"}}, m_unload_lora,
      "Unloads a LoRA adapter; requests using it keep it until they end. False when no "
      "adapter has that name."},
+    {"Train", {{"s", "params_json"}}, {{"t", "job_id"}}, m_train,
+     "Starts training a LoRA adapter in the background (docs/training.md) and returns its id "
+     "at once. params_json is the socket's train params as JSON: data and output (absolute "
+     "paths), name, load (true: the adapter joins the registry when written), format, rank, "
+     "alpha, targets, epochs, lr, ctx, batch_tokens, val, seed, warmup, threads. Progress "
+     "comes to the caller as TrainProgress signals, the end as TrainDone or TrainError. One "
+     "job runs at a time. Errors: InvalidArgs (bad params), Busy (a job runs)."},
+    {"CancelTrain", {{"t", "job_id"}}, {{"b", "cancelled"}}, m_cancel_train,
+     "Stops one of the caller's training jobs (nothing is written; TrainError \"cancelled\" "
+     "ends it). False when the caller has no such job. Leaving the bus stops the caller's "
+     "jobs too."},
     {NULL},
 };
 
@@ -324,6 +344,17 @@ static const struct signal hearth_signals[] = {
      {{"s", "call_id"}, {"s", "tool"}, {"s", "arguments_json"}, {"s", "risk"}, {"s", "reason"}},
      "A CallTool of the receiver waits for its approval (risk read, write or exec; reason: "
      "the setting that asks); answer with Approve(call_id, ...). Sent to the caller only."},
+    {"TrainProgress", {{"t", "job_id"}, {"s", "progress_json"}},
+     "Progress of a training job, to its caller: {phase (loading, validating, training, "
+     "finishing), step, total_steps, tokens, loss, tokens_per_s, eta_s, val_loss_before, "
+     "examples, val_examples} as JSON (null: not known yet)."},
+    {"TrainDone", {{"t", "job_id"}, {"s", "result_json"}},
+     "A training job wrote its adapter: {adapter, steps, tokens, tokens_per_s, "
+     "val_loss_before, val_loss_after, val_perplexity_before, val_perplexity_after, loaded, "
+     "name, load_error} as JSON. The last signal of the job."},
+    {"TrainError", {{"t", "job_id"}, {"s", "message"}},
+     "A training job failed (bad data: the message names the file and line) or was "
+     "cancelled; the last signal of the job."},
     {NULL},
 };
 
@@ -1251,6 +1282,156 @@ static int m_unload_lora(struct ipc_dbus *d, DBusMessage *call, DBusMessage **re
     return *reply ? 0 : -ENOMEM;
 }
 
+/* ---- 6. training jobs (daemon/trainjob.h) ----------------------------------------------- */
+
+/* A Train job of a peer; freed when it ends, is cancelled, or its peer leaves. */
+struct tjob {
+    struct tjob *next;
+    struct ipc_dbus *d;
+    struct peer *peer;
+    uint64_t id;
+    struct hd_trainjob *job;
+    struct hd_trainjob_request rq;
+};
+
+static void tjob_free(struct tjob *t)
+{
+    for (struct tjob **p = &t->d->tjobs; *p; p = &(*p)->next)
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    hd_trainjob_free(t->job);
+    free(t);
+}
+
+static void tjobs_drop_peer(struct ipc_dbus *d, struct peer *p)
+{
+    for (struct tjob *t = d->tjobs, *n; t; t = n) {
+        n = t->next;
+        if (t->peer == p) tjob_free(t);
+    }
+}
+
+/* A job signal to its peer: (t id, s text). */
+static void tjob_signal(struct tjob *t, const char *name, const char *text)
+{
+    DBusMessage *m = dbus_message_new_signal(IPC_DBUS_PATH, IPC_DBUS_IFACE, name);
+    if (m && (!dbus_message_set_destination(m, t->peer->name) ||
+              !dbus_message_append_args(m, DBUS_TYPE_UINT64, &t->id, DBUS_TYPE_STRING, &text,
+                                        DBUS_TYPE_INVALID))) {
+        dbus_message_unref(m);
+        m = NULL;
+    }
+    send_msg(t->d, m);
+}
+
+static void tjob_json_signal(struct tjob *t, const char *name, json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text) tjob_signal(t, name, text);
+    free(text);
+}
+
+static void tjob_event(void *user, const struct hd_trainjob_event *ev)
+{
+    struct tjob *t = user;
+    if (ev->phase != HD_TRAIN_DONE) {
+        tjob_json_signal(t, "TrainProgress", hd_trainjob_progress_json(ev));
+        return;
+    }
+    if (ev->rc < 0)
+        tjob_signal(t, "TrainError", ev->msg ? ev->msg : "training failed");
+    else
+        tjob_json_signal(t, "TrainDone", hd_trainjob_result(t->d->sched, &t->rq, ev));
+    tjob_free(t); /* the job is finished: this only joins its thread */
+}
+
+static const char *const train_keys[] = {
+    "data", "output", "name",         "load", "format", "rank",   "alpha",   "targets", "epochs",
+    "lr",   "ctx",    "batch_tokens", "val",  "seed",   "warmup", "threads", NULL};
+
+static int m_train(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
+{
+    const char *text, *sender = dbus_message_get_sender(call);
+    dbus_message_get_args(call, NULL, DBUS_TYPE_STRING, &text, DBUS_TYPE_INVALID);
+    if (!sender) {
+        *reply = error_reply(call, ERR_FAILED, "the call has no sender");
+        return 0;
+    }
+    json_error_t je;
+    json_t *params = json_loads(text, 0, &je);
+    if (!json_is_object(params)) {
+        json_decref(params);
+        *reply = error_reply(call, DBUS_ERROR_INVALID_ARGS, "params_json is not a JSON object (%s)",
+                             je.text);
+        return 0;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(params, key, v)
+    {
+        size_t k = 0;
+        while (train_keys[k] && strcmp(train_keys[k], key))
+            k++;
+        if (!train_keys[k]) {
+            *reply = error_reply(call, DBUS_ERROR_INVALID_ARGS, "unknown key '%s'", key);
+            json_decref(params);
+            return 0;
+        }
+    }
+    struct peer *p = peer_get(d, sender);
+    struct tjob *t = p ? calloc(1, sizeof *t) : NULL;
+    if (!t) {
+        json_decref(params);
+        return -ENOMEM;
+    }
+    char msg[256];
+    int rc = hd_trainjob_parse(params, &t->rq, msg, sizeof msg);
+    json_decref(params);
+    if (rc < 0) {
+        free(t);
+        *reply = error_reply(call, DBUS_ERROR_INVALID_ARGS, "%s", msg);
+        return 0;
+    }
+    t->d = d;
+    t->peer = p;
+    t->id = ++d->next_tjob;
+    struct hr_err err;
+    hr_err_clear(&err);
+    rc = hd_trainjob_start(d->loop, hd_sched_model(d->sched), &t->rq.p, tjob_event, t, &t->job,
+                           &err);
+    if (rc < 0) {
+        free(t);
+        if (rc == -ENOMEM) return -ENOMEM;
+        *reply = error_reply(call, rc == -EBUSY ? ERR_BUSY : ERR_FAILED, "%s",
+                             err.msg[0] ? err.msg : strerror(-rc));
+        return 0;
+    }
+    t->next = d->tjobs;
+    d->tjobs = t;
+    *reply = return_basic(call, DBUS_TYPE_UINT64, &t->id);
+    return *reply ? 0 : -ENOMEM;
+}
+
+static int m_cancel_train(struct ipc_dbus *d, DBusMessage *call, DBusMessage **reply)
+{
+    dbus_uint64_t id;
+    dbus_message_get_args(call, NULL, DBUS_TYPE_UINT64, &id, DBUS_TYPE_INVALID);
+    struct peer *p = peer_find(d, dbus_message_get_sender(call));
+    dbus_bool_t found = false;
+    for (struct tjob *t = d->tjobs; p && t; t = t->next)
+        if (t->id == id && t->peer == p) {
+            tjob_signal(t, "TrainError", "cancelled");
+            tjob_free(t);
+            found = true;
+            break;
+        }
+    *reply = return_basic(call, DBUS_TYPE_BOOLEAN, &found);
+    return *reply ? 0 : -ENOMEM;
+}
+
 /* ---- construction ---------------------------------------------------------------- */
 
 static const DBusObjectPathVTable vtable = {.message_function = on_message};
@@ -1286,6 +1467,7 @@ int ipc_dbus_new(struct hd_loop *loop, struct hd_sched *s, struct ipc_dbus **out
     if (!d)
         return hr_err_set(err, -ENOMEM, -1, "out of memory");
     d->sched = s;
+    d->loop = loop;
 
     /* A private connection: the frontend owns its lifetime and its main-loop
      * hooks, which a shared one would hand to anyone else in the process. */

@@ -27,7 +27,7 @@ struct ipc_dbus;
 #define IPC_DBUS_IFACE "org.hearth.Hearth1"
 /* The interface's own version (property InterfaceVersion); every change is
  * recorded in docs/api-changes.md. */
-#define IPC_DBUS_INTERFACE_VERSION 3u
+#define IPC_DBUS_INTERFACE_VERSION 4u
 
 /* Connects to the session bus, registers the object and claims the name
  * org.hearth.Hearth1. `loop` and `s` must outlive the frontend. On success
