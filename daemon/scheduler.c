@@ -27,7 +27,7 @@
  * was last evaluated with (the sequence holds those references), and a
  * request with another set replaces it and starts the cache over.
  */
-#include "scheduler.h"
+#include "scheduler_impl.h"
 
 #include "config.h"
 #include "loop.h"
@@ -46,112 +46,9 @@
 #include <time.h>
 #include <unistd.h>
 
-enum req_state { RS_QUEUED, RS_PREFILL, RS_GEN, RS_FINISHED };
-
-struct session {
-    char *name;           /* NULL: a temporary sequence of requests without a session */
-    struct hr_seq *seq;   /* NULL until first used (created by the engine thread) */
-    int32_t *tokens;      /* the cached tokens: [n_tokens] */
-    int32_t n_tokens, cap;
-    struct hr_lora_use *loras; /* the set seq was evaluated with (seq holds the references) */
-    int32_t n_loras;
-    bool busy;
-    double last_used;
-    struct session *next;
-};
-
-struct req {
-    uint64_t id, client;
-    hd_event_fn fn; /* loop thread; NULL once detached */
-    void *user;
-    struct req *live_next; /* s->live, loop thread */
-    struct req *next;      /* s->pending or s->active, under mu */
-    struct event *final;   /* allocated at submit, so a request can always end */
-    atomic_bool cancel;
-
-    /* set at submit */
-    char *session_name;   /* NULL: none */
-    int32_t *prompt;
-    int32_t n_prompt;
-    struct hd_gen_params gen;
-    char *stops[HD_MAX_STOP];
-    struct hr_grammar *grammar; /* compiled at submit; attached to smp by start() */
-    struct hr_lora_use *loras;  /* resolved at submit, one reference each held */
-    int32_t n_loras;
-    bool print_special;         /* control tokens are part of the text (tool-call markers) */
-    double t_submit;
-
-    /* engine thread */
-    enum req_state state;
-    struct session *sess;
-    struct hr_sampler *smp;
-    int32_t pos_prompt;   /* prompt tokens now in the cache */
-    int32_t next_token;   /* sampled, to be evaluated next (RS_GEN) */
-    int32_t n_gen;
-    int32_t cached;
-    char *text;           /* raw generated text */
-    size_t len, cap;
-    size_t scanned;       /* text[0 .. scanned) has been emitted or dropped */
-    char *out;            /* sanitized text emitted so far (the final answer) */
-    size_t out_len, out_cap;
-    double t_admit, t_first;
-};
-
-struct event {
-    struct req *r;
-    enum hd_event_type type;
-    char *text;
-    size_t len;
-    const char *finish_reason;
-    struct hd_usage usage;
-    int code;
-    char *message;
-    struct event *next;
-};
-
-struct hd_sched {
-    struct hr_model *model;
-    const struct hr_vocab *vocab;
-    struct hr_ctx *ctx;
-    struct hd_loop *loop;
-    char *model_path;
-    int32_t n_ctx, n_batch, parallel, max_sessions, max_queue, max_per_client, max_prompt;
-    size_t max_piece; /* longest text of one token, in bytes */
-    struct hd_gen_params_defaults defaults;
-    int efd;
-    pthread_t thread;
-    bool thread_started;
-    double t_start;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stopping;
-    struct req *pending; /* FIFO */
-    struct req *active;
-    int32_t n_pending, n_active;
-    struct session *sessions;
-    int32_t n_sessions;
-    struct event *events, **events_tail;
-    int64_t requests_total, tokens_generated, tokens_evaluated;
-
-    /* loop thread */
-    struct req *live;
-    uint64_t next_id, next_client;
-    int32_t n_clients;
-    /* LoRA registry: entries[i] (name and path owned) and its adapter */
-    struct hd_lora_entry *lora_ents;
-    struct hr_lora **lora_objs;
-    size_t n_lora, lora_cap;
-    char *lora_dir;
-    struct hd_lora_profile_entry *profiles; /* names owned */
-    size_t n_profiles;
-};
-
-static void free_profiles(struct hd_lora_profile_entry *p, size_t n);
-
 /* ---- small helpers ------------------------------------------------------------- */
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
+int sched_grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return 0;
@@ -166,13 +63,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-static double ms_between(double a, double b)
-{
-    return a && b && b > a ? (double)(b - a) : 0.0;
-}
-
-__attribute__((format(printf, 3, 4))) static int seterr(struct hr_err *err, int code,
-                                                     const char *fmt, ...)
+int sched_seterr(struct hr_err *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -181,6 +72,11 @@ __attribute__((format(printf, 3, 4))) static int seterr(struct hr_err *err, int 
         va_end(ap);
     }
     return code;
+}
+
+static double ms_between(double a, double b)
+{
+    return a && b && b > a ? (double)(b - a) : 0.0;
 }
 
 /* Milliseconds on the monotonic clock, with microsecond resolution: the
@@ -391,7 +287,7 @@ static void emit(struct hd_sched *s, struct req *r, size_t end, bool final)
     size_t start_out = r->out_len;
     const unsigned char *t = (const unsigned char *)r->text;
     size_t i = r->scanned;
-    if (grow((void **)&r->out, &r->out_cap, r->out_len + 3 * (end - i) + 1, 1) < 0)
+    if (sched_grow((void **)&r->out, &r->out_cap, r->out_len + 3 * (end - i) + 1, 1) < 0)
         return;
     while (i < end) {
         int n = utf8_seq(t + i, end - i);
@@ -421,7 +317,7 @@ static bool add_piece(struct hd_sched *s, struct req *r, int32_t tok)
         n = 0;
     if (n > (int64_t)sizeof buf)
         n = sizeof buf; /* no real token is this long; cut rather than fail */
-    if (grow((void **)&r->text, &r->cap, r->len + (size_t)n + 1, 1) < 0)
+    if (sched_grow((void **)&r->text, &r->cap, r->len + (size_t)n + 1, 1) < 0)
         return false;
     memcpy(r->text + r->len, buf, (size_t)n);
     r->len += (size_t)n;
@@ -656,7 +552,7 @@ static void start(struct hd_sched *s, struct req *r)
 static int session_push(struct session *ss, const int32_t *toks, int32_t n)
 {
     size_t cap = (size_t)ss->cap;
-    if (grow((void **)&ss->tokens, &cap, (size_t)ss->n_tokens + (size_t)n, sizeof(int32_t)) < 0)
+    if (sched_grow((void **)&ss->tokens, &cap, (size_t)ss->n_tokens + (size_t)n, sizeof(int32_t)) < 0)
         return -ENOMEM;
     ss->cap = (int32_t)cap;
     memcpy(ss->tokens + ss->n_tokens, toks, (size_t)n * sizeof(int32_t));
@@ -882,7 +778,7 @@ int hd_sched_new(struct hr_model *model, const struct hd_sched_params *p, struct
     s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->efd < 0) {
         rc = -errno;
-        seterr(err, 0, "eventfd: %s", strerror(errno));
+        sched_seterr(err, 0, "eventfd: %s", strerror(errno));
         goto fail;
     }
     rc = hd_loop_add_fd(loop, s->efd, EPOLLIN, on_events, s);
@@ -891,7 +787,7 @@ int hd_sched_new(struct hr_model *model, const struct hd_sched_params *p, struct
     rc = -pthread_create(&s->thread, NULL, engine_main, s);
     if (rc < 0) {
         hd_loop_del_fd(loop, s->efd);
-        seterr(err, 0, "cannot start the engine thread: %s", strerror(-rc));
+        sched_seterr(err, 0, "cannot start the engine thread: %s", strerror(-rc));
         goto fail;
     }
     s->thread_started = true;
@@ -899,7 +795,7 @@ int hd_sched_new(struct hr_model *model, const struct hd_sched_params *p, struct
     return 0;
 fail:
     if (err && !err->msg[0])
-        seterr(err, 0, "cannot start the scheduler: %s", strerror(-rc));
+        sched_seterr(err, 0, "cannot start the scheduler: %s", strerror(-rc));
     hd_sched_free(s);
     return rc;
 }
@@ -937,7 +833,7 @@ void hd_sched_free(struct hd_sched *s)
     free(s->lora_ents);
     free(s->lora_objs);
     free(s->lora_dir);
-    free_profiles(s->profiles, s->n_profiles);
+    sched_free_profiles(s->profiles, s->n_profiles);
     if (s->efd >= 0)
         close(s->efd);
     pthread_mutex_destroy(&s->mu);
@@ -1018,7 +914,7 @@ static int tokenize(const struct hd_sched *s, const char *text, bool parse_speci
      * seconds of the loop thread on tokenizing megabytes. */
     int32_t limit = s->max_prompt > 0 && s->max_prompt < s->n_ctx ? s->max_prompt : s->n_ctx;
     if (len / s->max_piece > (size_t)limit)
-        return seterr(err, -E2BIG,
+        return sched_seterr(err, -E2BIG,
                       "the prompt (%zu bytes) has more tokens than the context holds (%d): "
                       "shorten it or raise `context` in the config",
                       len, s->n_ctx);
@@ -1038,247 +934,14 @@ static int tokenize(const struct hd_sched *s, const char *text, bool parse_speci
     }
     if (n < 0) {
         free(toks);
-        return seterr(err, (int)n, "cannot tokenize the prompt");
+        return sched_seterr(err, (int)n, "cannot tokenize the prompt");
     }
     if (n == 0) {
         free(toks);
-        return seterr(err, -EINVAL, "the prompt is empty");
+        return sched_seterr(err, -EINVAL, "the prompt is empty");
     }
     *out = toks;
     *n_out = (int32_t)n;
-    return 0;
-}
-
-/* ---- LoRA registry (loop thread) -------------------------------------------------- */
-
-/* The config's rule for names (lora.profiles refers to adapters by name):
- * 1 to 64 letters, digits or _ . : -, not starting with . : - */
-static bool lora_name_ok(const char *n)
-{
-    size_t len = strlen(n);
-    if (len == 0 || len > 64 || strchr(".:-", n[0]))
-        return false;
-    for (const char *p = n; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr("_.:-", *p)))
-            return false;
-    return true;
-}
-
-static ssize_t lora_find(const struct hd_sched *s, const char *name)
-{
-    for (size_t i = 0; i < s->n_lora; i++)
-        if (!strcmp(s->lora_ents[i].name, name))
-            return (ssize_t)i;
-    return -1;
-}
-
-/* The file `path` names: itself, or for a bare file name with lora.dir set,
- * DIR/path or DIR/path.gguf when one exists. Owned. */
-static char *lora_resolve_path(const struct hd_sched *s, const char *path)
-{
-    if (s->lora_dir && !strchr(path, '/')) {
-        for (int ext = 0; ext < 2; ext++) {
-            char *p;
-            if (asprintf(&p, "%s/%s%s", s->lora_dir, path, ext ? ".gguf" : "") < 0)
-                return NULL;
-            if (access(p, F_OK) == 0)
-                return p;
-            free(p);
-        }
-    }
-    return strdup(path);
-}
-
-int hd_sched_lora_load(struct hd_sched *s, const char *path, const char *name,
-                       const struct hd_lora_entry **out, struct hr_err *err)
-{
-    hr_err_clear(err);
-    char *file = NULL, *nm = NULL;
-    struct hr_lora *l = NULL;
-    int rc = -ENOMEM;
-    if (!path || !path[0])
-        return seterr(err, -EINVAL, "no adapter file given");
-    if (!(file = lora_resolve_path(s, path)))
-        goto fail;
-    if (name && name[0]) {
-        nm = strdup(name);
-    } else { /* the file name without directory and .gguf */
-        const char *b = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
-        size_t n = strlen(b);
-        if (n > 5 && !strcmp(b + n - 5, ".gguf"))
-            n -= 5;
-        nm = strndup(b, n);
-    }
-    if (!nm)
-        goto fail;
-    if (!lora_name_ok(nm)) {
-        rc = seterr(err, -EINVAL,
-                    "adapter name '%.80s' is not valid (1 to 64 letters, digits or _ . : -, "
-                    "not starting with . : -)",
-                    nm);
-        goto fail;
-    }
-    if (lora_find(s, nm) >= 0) {
-        rc = seterr(err, -EEXIST, "an adapter named '%s' is loaded already (unload it first)",
-                    nm);
-        goto fail;
-    }
-    if (grow((void **)&s->lora_ents, &s->lora_cap, s->n_lora + 1, sizeof *s->lora_ents) < 0)
-        goto fail;
-    size_t cap = s->n_lora;
-    if (grow((void **)&s->lora_objs, &cap, s->n_lora + 1, sizeof *s->lora_objs) < 0)
-        goto fail;
-    if ((rc = hr_lora_load(s->model, file, &l, err)) < 0)
-        goto fail;
-    struct hd_lora_entry *e = &s->lora_ents[s->n_lora];
-    e->name = nm;
-    e->path = file;
-    hr_lora_get_info(l, &e->info);
-    s->lora_objs[s->n_lora++] = l;
-    if (out)
-        *out = e;
-    return 0;
-fail:
-    if (rc == -ENOMEM && err && !err->msg[0])
-        seterr(err, 0, "out of memory");
-    free(file);
-    free(nm);
-    return rc;
-}
-
-int hd_sched_lora_unload(struct hd_sched *s, const char *name)
-{
-    ssize_t i = lora_find(s, name);
-    if (i < 0)
-        return -ENOENT;
-    free((char *)s->lora_ents[i].name);
-    free((char *)s->lora_ents[i].path);
-    hr_lora_free(s->lora_objs[i]); /* in-flight users hold their own references */
-    memmove(&s->lora_ents[i], &s->lora_ents[i + 1], (s->n_lora - (size_t)i - 1) *
-                                                         sizeof *s->lora_ents);
-    memmove(&s->lora_objs[i], &s->lora_objs[i + 1], (s->n_lora - (size_t)i - 1) *
-                                                         sizeof *s->lora_objs);
-    s->n_lora--;
-    return 0;
-}
-
-size_t hd_sched_lora_list(const struct hd_sched *s, const struct hd_lora_entry **out)
-{
-    *out = s->lora_ents;
-    return s->n_lora;
-}
-
-static void free_profiles(struct hd_lora_profile_entry *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(p[i].name);
-        for (int k = 0; k < p[i].n_uses; k++)
-            free((char *)p[i].uses[k].name);
-    }
-    free(p);
-}
-
-int hd_sched_set_lora_config(struct hd_sched *s, const struct hd_lora_config *cfg)
-{
-    char *dir = NULL;
-    struct hd_lora_profile_entry *pr = NULL;
-    if (cfg->dir && !(dir = strdup(cfg->dir)))
-        return -ENOMEM;
-    if (cfg->n_profiles && !(pr = calloc(cfg->n_profiles, sizeof *pr))) {
-        free(dir);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < cfg->n_profiles; i++) {
-        const struct hd_lora_profile *cp = &cfg->profiles[i];
-        bool ok = (pr[i].name = strdup(cp->name)) != NULL && cp->n_uses <= HD_MAX_LORA;
-        for (size_t k = 0; ok && k < cp->n_uses; k++) {
-            ok = (pr[i].uses[k].name = strdup(cp->uses[k].adapter)) != NULL;
-            pr[i].uses[k].scale = cp->uses[k].scale;
-            pr[i].n_uses += ok;
-        }
-        if (!ok) {
-            free_profiles(pr, cfg->n_profiles);
-            free(dir);
-            return cp->n_uses > HD_MAX_LORA ? -E2BIG : -ENOMEM;
-        }
-    }
-    free(s->lora_dir);
-    free_profiles(s->profiles, s->n_profiles);
-    s->lora_dir = dir;
-    s->profiles = pr;
-    s->n_profiles = cfg->n_profiles;
-    return 0;
-}
-
-size_t hd_sched_lora_profiles(const struct hd_sched *s, const struct hd_lora_profile_entry **out)
-{
-    *out = s->profiles;
-    return s->n_profiles;
-}
-
-/* The adapter of registry name `name`, loading DIR/NAME.gguf from lora.dir
- * on first use; NULL with err set when there is none. */
-static struct hr_lora *lora_by_name(struct hd_sched *s, const char *name, struct hr_err *err)
-{
-    ssize_t i = lora_find(s, name);
-    if (i >= 0)
-        return s->lora_objs[i];
-    if (s->lora_dir && lora_name_ok(name)) {
-        char *p;
-        if (asprintf(&p, "%s/%s.gguf", s->lora_dir, name) < 0) {
-            seterr(err, -ENOMEM, "out of memory");
-            return NULL;
-        }
-        bool exists = access(p, F_OK) == 0;
-        int rc = exists ? hd_sched_lora_load(s, p, name, NULL, err) : -ENOENT;
-        free(p);
-        if (rc == 0)
-            return s->lora_objs[s->n_lora - 1];
-        if (exists)
-            return NULL; /* err says why it did not load */
-    }
-    seterr(err, -ENOENT, "unknown LoRA adapter '%.80s' (load it with lora.load%s)", name,
-           s->lora_dir ? ", or put it in lora.dir" : "");
-    return NULL;
-}
-
-/* r->loras from the request's names or profile, one reference each. */
-static int resolve_loras(struct hd_sched *s, struct req *r, const struct hd_gen_params *g,
-                         struct hr_err *err)
-{
-    const struct hd_lora_req *uses = g->lora;
-    int n = g->n_lora;
-    if (n < 0 || n > HD_MAX_LORA)
-        return seterr(err, -EINVAL, "at most %d LoRA adapters", HD_MAX_LORA);
-    if (g->lora_profile) {
-        if (n > 0)
-            return seterr(err, -EINVAL, "give LoRA adapters or a profile, not both");
-        const struct hd_lora_profile_entry *p = NULL;
-        for (size_t i = 0; i < s->n_profiles && !p; i++)
-            if (!strcmp(s->profiles[i].name, g->lora_profile))
-                p = &s->profiles[i];
-        if (!p)
-            return seterr(err, -ENOENT, "unknown LoRA profile '%.80s' (lora.profiles)",
-                          g->lora_profile);
-        uses = p->uses;
-        n = p->n_uses;
-    }
-    if (n == 0)
-        return 0;
-    if (!(r->loras = calloc((size_t)n, sizeof *r->loras)))
-        return seterr(err, -ENOMEM, "out of memory");
-    for (int i = 0; i < n; i++) {
-        if (!uses[i].name)
-            return seterr(err, -EINVAL, "LoRA adapter %d has no name", i);
-        if (!isfinite(uses[i].scale))
-            return seterr(err, -EINVAL, "LoRA adapter '%.80s': the scale is not a number",
-                          uses[i].name);
-        struct hr_lora *l = lora_by_name(s, uses[i].name, err);
-        if (!l)
-            return err && strstr(err->msg, "out of memory") ? -ENOMEM : -ENOENT;
-        r->loras[r->n_loras++] = (struct hr_lora_use){hr_lora_retain(l), uses[i].scale};
-    }
     return 0;
 }
 
@@ -1310,11 +973,11 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
 {
     hr_err_clear(err);
     if (!rq->prompt == !rq->messages_json)
-        return seterr(err, -EINVAL, "a request needs exactly one of a prompt or messages");
+        return sched_seterr(err, -EINVAL, "a request needs exactly one of a prompt or messages");
     if (rq->gen.max_tokens <= 0)
-        return seterr(err, -EINVAL, "max_tokens must be positive (got %d)", rq->gen.max_tokens);
+        return sched_seterr(err, -EINVAL, "max_tokens must be positive (got %d)", rq->gen.max_tokens);
     if (rq->gen.n_stop < 0 || rq->gen.n_stop > HD_MAX_STOP)
-        return seterr(err, -EINVAL, "at most %d stop strings", HD_MAX_STOP);
+        return sched_seterr(err, -EINVAL, "at most %d stop strings", HD_MAX_STOP);
 
     /* limits first: they are cheap, rendering and tokenizing are not */
     int per_client = 0, live = 0;
@@ -1323,7 +986,7 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
         per_client += q->client == rq->client;
     }
     if (per_client >= s->max_per_client)
-        return seterr(err, -EBUSY, "busy: this client already has %d requests (limit %d)",
+        return sched_seterr(err, -EBUSY, "busy: this client already has %d requests (limit %d)",
                       per_client, s->max_per_client);
     pthread_mutex_lock(&s->mu);
     int32_t queued = s->n_pending;
@@ -1336,10 +999,10 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
     }
     pthread_mutex_unlock(&s->mu);
     if (queued >= s->max_queue)
-        return seterr(err, -EBUSY, "busy: %d requests are waiting (limit %d); try again later",
+        return sched_seterr(err, -EBUSY, "busy: %d requests are waiting (limit %d); try again later",
                       queued, s->max_queue);
     if (sess_busy)
-        return seterr(err, -EALREADY,
+        return sched_seterr(err, -EALREADY,
                       "session \"%s\" has a request running; wait for it or cancel it",
                       rq->session);
     (void)live;
@@ -1362,7 +1025,7 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
     if (rq->gen.grammar || rq->gen.json_schema) {
         char *gbnf = NULL;
         if (rq->gen.grammar && rq->gen.json_schema) {
-            rc = seterr(err, -EINVAL, "give a grammar or a JSON Schema, not both");
+            rc = sched_seterr(err, -EINVAL, "give a grammar or a JSON Schema, not both");
             goto fail;
         }
         if (rq->gen.json_schema) {
@@ -1380,7 +1043,7 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
         }
     }
     r->gen.grammar = r->gen.json_schema = NULL; /* not kept: compiled above */
-    if ((rc = resolve_loras(s, r, &rq->gen, err)) < 0)
+    if ((rc = sched_resolve_loras(s, r, &rq->gen, err)) < 0)
         goto fail;
     memset(r->gen.lora, 0, sizeof r->gen.lora); /* not kept: resolved above */
     r->gen.n_lora = 0;
@@ -1402,7 +1065,7 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
         goto fail;
     if (r->n_prompt >= s->n_ctx) {
         rc = -E2BIG;
-        seterr(err, 0,
+        sched_seterr(err, 0,
                "the prompt has %d tokens but the context holds %d (with room for at "
                "least one generated token): shorten it or raise `context` in the config",
                r->n_prompt, s->n_ctx);
@@ -1410,7 +1073,7 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
     }
     if (s->max_prompt > 0 && r->n_prompt > s->max_prompt) {
         rc = -E2BIG;
-        seterr(err, 0, "the prompt has %d tokens; the limit is %d (limits.max_prompt_tokens)",
+        sched_seterr(err, 0, "the prompt has %d tokens; the limit is %d (limits.max_prompt_tokens)",
                r->n_prompt, s->max_prompt);
         goto fail;
     }
@@ -1438,7 +1101,7 @@ int hd_sched_submit(struct hd_sched *s, const struct hd_request *rq, hd_event_fn
     return 0;
 fail:
     if (rc == -ENOMEM && err && !err->msg[0])
-        seterr(err, 0, "out of memory");
+        sched_seterr(err, 0, "out of memory");
     free(text);
     req_free(r);
     return rc;

@@ -15,6 +15,14 @@
  *     (docs/org.hearth.Hearth1.xml) all come.
  *  3. The method handlers.
  *  4. Request events: Ask's deferred reply, the Token/Done/Error signals.
+ *  5. Tools and approvals, the LoRA registry, 6. training jobs: the handlers
+ *     and signals of the later interface versions.
+ *
+ * Size: past 1,500 lines because every part reads the same private state
+ * (struct ipc_dbus, its peers and pending calls) and the tables of part 2
+ * name the handlers of parts 3-6. The next split is parts 5-6 into their own
+ * file behind an internal header for that state, as scheduler_impl.h does
+ * for the scheduler.
  *
  * Signals are unicast: Token, Done and Error are addressed to the caller's
  * unique name (destination set) and carry the request id first, so a client
