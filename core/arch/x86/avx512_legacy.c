@@ -42,6 +42,7 @@
 
 #include "../../quant_impl.h"
 #include "../arch.h"
+#include "pack_legacy.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -141,7 +142,7 @@ static void bf16_act(const float *src, void *dst, int64_t n)
 
 /* ---- legacy quants × Q8_0 / Q8_1 ------------------------------------------------ */
 
-#define QMR 16     /* weight rows per tile: one per int32 lane */
+#define QMR PK_ROWS /* weight rows per tile: one per int32 lane (16) */
 #define QNC 16     /* activation rows per tile */
 #define CH 16      /* blocks per chunk of activation-side data */
 #define PF_EVERY 2 /* decode: prefetch every this many blocks, one tile ahead */
@@ -273,68 +274,6 @@ X86_INLINE void quants_rows(const enum qkind k, const bool sgn, const uint8_t *p
     __m512i v[4];
     transpose16(p + w_qs(k), ro, v);
     nibbles(k, sgn, v, has_qh(k) ? _mm512_i32gather_epi32(roff, p + w_qh(k), 1) : v[0], q);
-}
-
-/* ---- repacked weights ---------------------------------------------------------------
- *
- * A panel of 16 weight rows (rows r0 .. r0+15) holds, for each of its nb
- * blocks j, exactly what the tile loads for the block, in three sequential
- * streams (each 64-byte aligned):
- *   qs: nb × QB bytes: the vectors v[g] of transpose16 (Q8_0: the 8 q[g]),
- *       lane r = dword g of row r's qs: QB = 64 × (qs bytes / 4);
- *   qh: nb × 64 bytes (Q5_0/Q5_1): lane r = row r's qh word;
- *   dm: nb × 32 bytes, the 16 fp16 d (Q4_1/Q5_1: 64 bytes, d | m << 16).
- * Rows past n_out are zero (d = 0, results never stored). The panel size is
- * rounded up to 64 bytes; panel p starts at p × that size. */
-X86_INLINE size_t pk_qs(enum qkind k)
-{
-    return k == K_Q8_0 ? 512 : 256;
-}
-
-X86_INLINE size_t pk_dm(enum qkind k)
-{
-    return has_m(k) ? 64 : 32;
-}
-
-X86_INLINE size_t pk_panel(enum qkind k, int64_t nb)
-{
-    size_t sz = (size_t)nb * (pk_qs(k) + (has_qh(k) ? 64 : 0) + pk_dm(k));
-    return (sz + 63) & ~(size_t)63;
-}
-
-X86_INLINE size_t pk_size(enum qkind k, int64_t n_in, int64_t n_out)
-{
-    return (size_t)((n_out + QMR - 1) / QMR) * pk_panel(k, n_in / 32);
-}
-
-X86_INLINE void pk_repack(enum qkind k, const void *src, void *dst, int64_t n_in, int64_t n_out)
-{
-    const int64_t nb = n_in / 32;
-    const size_t wb = w_bytes(k), row = (size_t)nb * wb, nq = pk_qs(k) / 64;
-    const size_t qh0 = (size_t)nb * pk_qs(k), dm0 = qh0 + (has_qh(k) ? (size_t)nb * 64 : 0);
-    for (int64_t p0 = 0; p0 < n_out; p0 += QMR) {
-        uint8_t *pan = (uint8_t *)dst + (size_t)(p0 / QMR) * pk_panel(k, nb);
-        if (n_out - p0 < QMR) memset(pan, 0, pk_panel(k, nb));
-        for (int r = 0; r < QMR && p0 + r < n_out; r++) {
-            const uint8_t *b = (const uint8_t *)src + (size_t)(p0 + r) * row;
-            for (int64_t j = 0; j < nb; j++, b += wb) {
-                uint8_t *q = pan + (size_t)j * pk_qs(k) + 4 * (size_t)r;
-                for (size_t g = 0; g < nq; g++) {
-                    memcpy(q + 64 * g, b + w_qs(k) + 4 * g, 4);
-                    if (k == K_Q4_0) /* both nibbles stored as q XOR 8 */
-                        for (int i = 0; i < 4; i++)
-                            q[64 * g + (size_t)i] ^= 0x88;
-                }
-                if (has_qh(k)) memcpy(pan + qh0 + (size_t)j * 64 + 4 * (size_t)r, b + w_qh(k), 4);
-                memcpy(pan + dm0 + (size_t)j * pk_dm(k) + pk_dm(k) / 16 * (size_t)r, b,
-                       pk_dm(k) / 16);
-            }
-        }
-        if (n_out - p0 >= QMR) { /* the tail padding of a full panel */
-            size_t used = dm0 + (size_t)nb * pk_dm(k);
-            memset(pan + used, 0, pk_panel(k, nb) - used);
-        }
-    }
 }
 
 /* The q[8] of block j of a panel (as quants_rows). */
