@@ -1,8 +1,8 @@
 /*
  * cmd_bench.c — `hearth bench`: llama-bench style speed tests.
  *
- *   hearth bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r REPS] [--json] [--no-limits]
- *                [--lora FILE[:SCALE]]...
+ *   hearth bench -m MODEL [-p 128] [-n 64] [-d 0] [-t THREADS] [-r REPS] [--json]
+ *                [--no-limits] [--lora FILE[:SCALE]]...
  *   hearth bench --limits [-t THREADS] [--json]
  *
  * Tests (each run once as a warm-up, then REPS times; mean ± sample sd):
@@ -11,6 +11,10 @@
  *   tgN  from an empty cache, evaluate one start token (not timed), then
  *        generate N tokens one at a time, greedy (argmax of the logits);
  *        tokens/s = N / time.
+ * With -d D (llama-bench's depth) each test starts from a cache holding D
+ * tokens of context instead of an empty one: the D tokens (random ids) are
+ * evaluated once per context before the warm-up, untimed, and every run
+ * truncates the cache back to them ("pp512 @ d2048", JSON "n_depth").
  *
  * Derived figures. Generation reads every weight once per token, so
  * GB/s = (bytes of the weights a token reads) × tokens/s, where those bytes
@@ -135,7 +139,7 @@ static void model_info(const char *path, struct model_info *mi)
 
 struct result {
     char test[32];
-    int n_prompt, n_gen;
+    int n_prompt, n_gen, n_depth;
     double mean, sd; /* tokens/s */
     double *samples;
     int reps;
@@ -159,12 +163,35 @@ static int32_t argmax(const float *x, int32_t n)
     return best;
 }
 
-/* One timed run; returns tokens/s. */
+/* Fills the cache of ctx with n_depth random tokens (hr_ctx_eval splits
+ * them into passes of the context's n_batch), unless it holds them already. */
+static void fill_depth(struct hr_ctx *ctx, int32_t n_vocab, int n_depth)
+{
+    if (n_depth <= 0 || hr_ctx_n_past(ctx) >= n_depth)
+        return;
+    struct hr_err err;
+    uint64_t rng = 0xD1B54A32D192ED03ull;
+    int32_t *toks = malloc((size_t)n_depth * sizeof *toks);
+    if (!toks)
+        cli_die(1, "out of memory");
+    for (int i = 0; i < n_depth; i++)
+        toks[i] = (int32_t)(rng_next(&rng) % (uint64_t)n_vocab);
+    hr_ctx_truncate(ctx, 0);
+    double t0 = cli_now();
+    if (hr_ctx_eval(ctx, toks, n_depth, false, &err) < 0)
+        cli_die(1, "%s", err.msg);
+    fprintf(stderr, "hearth: bench depth: %d tokens of context in %.2f s\n", n_depth,
+            cli_now() - t0);
+    free(toks);
+}
+
+/* One timed run from a cache of n_depth tokens; returns tokens/s. */
 static double run_once(struct hr_ctx *ctx, int32_t n_vocab, int n_prompt, int n_gen,
-                       uint64_t *rng)
+                       int n_depth, uint64_t *rng)
 {
     struct hr_err err;
-    hr_ctx_truncate(ctx, 0);
+    fill_depth(ctx, n_vocab, n_depth);
+    hr_ctx_truncate(ctx, n_depth);
     if (n_prompt > 0) {
         int32_t *toks = malloc((size_t)n_prompt * sizeof *toks);
         if (!toks)
@@ -207,12 +234,13 @@ static void run_test(struct hr_ctx *ctx[2], int32_t n_vocab, struct result r[2],
         r[v].reps = reps;
         if (!(r[v].samples = calloc((size_t)reps, sizeof *r[v].samples)))
             cli_die(1, "out of memory");
-        double w = run_once(ctx[v], n_vocab, r[v].n_prompt, r[v].n_gen, &rng[v]);
+        double w = run_once(ctx[v], n_vocab, r[v].n_prompt, r[v].n_gen, r[v].n_depth, &rng[v]);
         fprintf(stderr, "hearth: bench %s warm-up: %.2f tok/s\n", r[v].test, w);
     }
     for (int i = 0; i < reps; i++)
         for (int v = 0; v < n; v++) {
-            r[v].samples[i] = run_once(ctx[v], n_vocab, r[v].n_prompt, r[v].n_gen, &rng[v]);
+            r[v].samples[i] =
+                run_once(ctx[v], n_vocab, r[v].n_prompt, r[v].n_gen, r[v].n_depth, &rng[v]);
             fprintf(stderr, "hearth: bench %s %d/%d: %.2f tok/s\n", r[v].test, i + 1, reps,
                     r[v].samples[i]);
         }
@@ -300,10 +328,10 @@ static void print_json(const char *path, const struct model_info *mi, int thread
     json_str(stdout, mi->arch);
     printf(", \"type\": \"%s\", \"type_mix\": \"%s\", \"size_bytes\": %llu, \"params\": %llu, "
            "\"read_bytes_per_token\": %llu, \"threads\": %d, \"isa\": \"%s\", "
-           "\"n_prompt\": %d, \"n_gen\": %d, \"reps\": %d, ",
+           "\"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"reps\": %d, ",
            mi->type, mi->mix, (unsigned long long)mi->size, (unsigned long long)mi->n_params,
            (unsigned long long)mi->read_bytes, threads, hr_isa_name(hr_isa_active()),
-           r->n_prompt, r->n_gen, r->reps);
+           r->n_prompt, r->n_gen, r->n_depth, r->reps);
     printf("\"%s\": %.3f, \"limit\": \"%s\", ",
            r->n_prompt > 0 ? "gop_per_second" : "gbytes_per_second", d.rate, d.limit);
     if (lim)
@@ -372,7 +400,7 @@ static int show_limits(int threads, bool json)
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL;
-    long n_prompt = 128, n_gen = 64, reps = 3;
+    long n_prompt = 128, n_gen = 64, n_depth = 0, reps = 3;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     bool json = false, limits_only = false, no_limits = false;
     char **loras = calloc((size_t)argc, sizeof *loras);
@@ -408,6 +436,8 @@ int cmd_bench(int argc, char **argv)
             n_prompt = cli_long(a, v, 0, 1 << 16);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen"))
             n_gen = cli_long(a, v, 0, 1 << 16);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--depth"))
+            n_depth = cli_long(a, v, 0, 1 << 20);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
             threads = cli_long(a, v, 1, 256);
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions"))
@@ -431,8 +461,9 @@ int cmd_bench(int argc, char **argv)
     struct model_info mi;
     model_info(model, &mi);
     struct hr_model *m = cli_load_model(model, false, true);
-    if (n_prompt + 1 > hr_model_n_ctx_train(m) || n_gen + 1 > hr_model_n_ctx_train(m))
-        cli_die(1, "-p/-n: the model's context holds %d tokens", hr_model_n_ctx_train(m));
+    if (n_depth + n_prompt + 1 > hr_model_n_ctx_train(m) ||
+        n_depth + n_gen + 1 > hr_model_n_ctx_train(m))
+        cli_die(1, "-d/-p/-n: the model's context holds %d tokens", hr_model_n_ctx_train(m));
 
     struct cli_limits lim;
     bool have_lim = false;
@@ -444,9 +475,15 @@ int cmd_bench(int argc, char **argv)
         have_lim = rc == 0;
     }
 
-    long n_ctx = n_prompt > n_gen + 1 ? n_prompt : n_gen + 1;
+    long n_ctx = n_depth + (n_prompt > n_gen + 1 ? n_prompt : n_gen + 1);
+    /* a pass of the prompt; at least 512 rows for filling the depth (the
+     * batch size only sizes the scratch) */
+    long n_batch = n_prompt > 0 ? n_prompt : 1;
+    long fill_batch = n_depth < 512 ? n_depth : 512;
+    if (n_batch < fill_batch)
+        n_batch = fill_batch;
     struct hr_ctx_params cp = {.n_ctx = (int32_t)n_ctx,
-                               .n_batch = (int32_t)(n_prompt > 0 ? n_prompt : 1),
+                               .n_batch = (int32_t)n_batch,
                                .n_threads = (int32_t)threads};
     struct hr_ctx *ctx;
     struct hr_err err;
@@ -465,14 +502,19 @@ int cmd_bench(int argc, char **argv)
     int n_res = 0;
     for (int v = 0; v < 2; v++) {
         if (n_prompt > 0) {
-            res[0][v] = (struct result){.n_prompt = (int)n_prompt};
+            res[0][v] = (struct result){.n_prompt = (int)n_prompt, .n_depth = (int)n_depth};
             snprintf(res[0][v].test, sizeof res[0][v].test, "pp%ld%s", n_prompt,
                      v ? "+lora" : "");
         }
         if (n_gen > 0) {
             struct result *r = &res[n_prompt > 0][v];
-            *r = (struct result){.n_gen = (int)n_gen};
+            *r = (struct result){.n_gen = (int)n_gen, .n_depth = (int)n_depth};
             snprintf(r->test, sizeof r->test, "tg%ld%s", n_gen, v ? "+lora" : "");
+        }
+        for (int i = 0; i < (n_prompt > 0) + (n_gen > 0) && n_depth > 0; i++) {
+            /* llama-bench's "pp512 @ d2048" */
+            size_t len = strlen(res[i][v].test);
+            snprintf(res[i][v].test + len, sizeof res[i][v].test - len, " @ d%ld", n_depth);
         }
     }
     n_res = (n_prompt > 0) + (n_gen > 0);

@@ -25,10 +25,10 @@ static const struct command {
      "logits -m MODEL --tokens ID,ID,... -o FILE [-t THREADS] [--lora FILE[:SCALE]]...\n"
      "      evaluate the tokens as one batch; write float32 logits [n_tokens][n_vocab]"},
     {"bench", cmd_bench,
-     "bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r REPS] [--json] [--no-limits]\n"
+     "bench -m MODEL [-p 128] [-n 64] [-d 0] [-t THREADS] [-r REPS] [--json] [--no-limits]\n"
      "           [--lora FILE[:SCALE]]...\n"
      "      speed: prompt processing (ppP) and generation (tgN) in tokens/s, GB/s, GOP/s\n"
-     "      and the fraction of this machine's limits\n"
+     "      and the fraction of this machine's limits; -d D: from a cache of D tokens\n"
      "  bench --limits [-t THREADS] [--json]\n"
      "      measure the machine: DRAM read bandwidth, int8 and fp32 peaks (cached)"},
     {"mkmodel", cmd_mkmodel,

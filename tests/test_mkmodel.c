@@ -648,6 +648,40 @@ Test(mkmodel, bench_json_lines, .timeout = 120)
     free(out), free(err);
 }
 
+/* -d: the tests start from a cache of D tokens; their names and n_depth say so */
+Test(mkmodel, bench_depth, .timeout = 120)
+{
+    const char *path = tmp("bench.gguf");
+    mk("tiny-llama", "q8_0", path);
+    char *out, *err, *lines[8];
+    int st = tu_hearth(&out, &err, "bench", "-m", path, "--json", "-p", "8", "-n", "4", "-d", "40",
+                       "-r", "2", "-t", "1", "--no-limits", NULL);
+    cr_assert_eq(st, 0, "exit %d: %s", st, err);
+    cr_assert_eq(json_lines(out, lines, 8), 2);
+    cr_assert(strstr(lines[0], "\"test\": \"pp8 @ d40\""), "%s", lines[0]);
+    cr_assert(strstr(lines[1], "\"test\": \"tg4 @ d40\""), "%s", lines[1]);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(json_num(lines[i], "n_depth"), 40, "%s", lines[i]);
+        cr_assert(json_num(lines[i], "tokens_per_second") > 0, "%s", lines[i]);
+    }
+    cr_assert(strstr(err, "depth: 40 tokens"), "%s", err); /* filled once */
+    cr_assert(!strstr(strstr(err, "depth: 40 tokens") + 1, "depth: 40 tokens"), "%s", err);
+    free(out), free(err);
+    /* without -d: n_depth 0, the names unchanged */
+    st = tu_hearth(&out, &err, "bench", "-m", path, "--json", "-p", "4", "-n", "0", "-r", "1",
+                   "-t", "1", "--no-limits", NULL);
+    cr_assert_eq(st, 0, "exit %d: %s", st, err);
+    cr_assert_eq(json_lines(out, lines, 8), 1);
+    cr_assert(strstr(lines[0], "\"test\": \"pp4\"") && json_num(lines[0], "n_depth") == 0,
+              "%s", lines[0]);
+    free(out), free(err);
+    /* a depth past the model's context is refused */
+    st = tu_hearth(&out, &err, "bench", "-m", path, "-d", "1000000", "--no-limits", NULL);
+    cr_assert_neq(st, 0);
+    cr_assert(strstr(err, "context holds"), "%s", err);
+    free(out), free(err);
+}
+
 Test(mkmodel, bench_measures_limits, .timeout = 120)
 {
     const char *path = tmp("bench.gguf");
