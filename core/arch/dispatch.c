@@ -18,6 +18,24 @@ static bool present[HR_TYPE_COUNT];
 static enum hr_isa detected, active;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+#if defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+
+/* Whether a level belongs to the architecture of this build (scalar always
+ * does): only those are detected, built, selectable and handed out. */
+static bool native_level(int isa)
+{
+#if defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
+    return isa == HR_ISA_SCALAR || isa >= HR_ISA_NEON;
+#else
+    return isa < HR_ISA_NEON;
+#endif
+}
+
 enum hr_isa hr_isa_detect(void)
 {
 #if defined(__x86_64__) && defined(HEARTH_ARCH_X86)
@@ -29,13 +47,17 @@ enum hr_isa hr_isa_detect(void)
         return HR_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return HR_ISA_AVX2; /* F16C accompanies AVX2 on every CPU that has it */
+#elif defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
+    /* AdvSIMD is architectural on aarch64; SDOT is optional (ARMv8.2 on) */
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) ? HR_ISA_NEON_DOTPROD : HR_ISA_NEON;
 #endif
     return HR_ISA_SCALAR;
 }
 
 const char *hr_isa_name(enum hr_isa isa)
 {
-    static const char *names[HR_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+    static const char *names[HR_ISA_COUNT] = {"scalar", "avx2", "avx512", "?",
+                                               "neon",   "neon-dotprod"};
     return (unsigned)isa < HR_ISA_COUNT ? names[isa] : "?";
 }
 
@@ -58,13 +80,19 @@ static void build(void)
             arch_avx512_legacy_init(tables[isa]);
             arch_avx512_k_init(tables[isa]);
         }
+#elif defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
+        if (isa == HR_ISA_NEON)
+            arch_neon_init(tables[isa]);
+        else if (isa == HR_ISA_NEON_DOTPROD)
+            arch_neon_dotprod_init(tables[isa]);
 #endif
     }
     active = detected;
     const char *cap = getenv("HEARTH_ISA");
     if (cap) {
         for (int isa = 0; isa < HR_ISA_COUNT; isa++)
-            if (!strcmp(cap, hr_isa_name((enum hr_isa)isa)) && isa < (int)active)
+            if (!strcmp(cap, hr_isa_name((enum hr_isa)isa)) && isa < (int)active &&
+                native_level(isa))
                 active = (enum hr_isa)isa;
     }
 }
@@ -78,7 +106,8 @@ enum hr_isa hr_isa_active(void)
 const struct quant_kernels *quant_kernels_isa(uint32_t type, enum hr_isa isa)
 {
     pthread_once(&once, build);
-    if (type >= HR_TYPE_COUNT || !present[type] || (unsigned)isa > (unsigned)detected)
+    if (type >= HR_TYPE_COUNT || !present[type] || (unsigned)isa > (unsigned)detected ||
+        !native_level((int)isa))
         return NULL;
     return &tables[isa][type];
 }
@@ -138,6 +167,10 @@ static const struct vec_kernels vec_tables[HR_ISA_COUNT] = {
                      arch_avx2_mad_f16},
     [HR_ISA_AVX512] = {arch_avx512_dot_f32, arch_avx512_mad_f32, arch_avx512_scale_f32,
                        arch_avx512_mad_f16},
+#elif defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
+    [HR_ISA_NEON] = {arch_neon_dot_f32, arch_neon_mad_f32, arch_neon_scale_f32, arch_neon_mad_f16},
+    [HR_ISA_NEON_DOTPROD] = {arch_neon_dot_f32, arch_neon_mad_f32, arch_neon_scale_f32,
+                             arch_neon_mad_f16},
 #endif
 };
 

@@ -37,5 +37,10 @@ float arch_avx512_dot_f32(const float *a, const float *b, int64_t n);
 void arch_avx512_mad_f32(float *y, const float *x, float v, int64_t n);
 void arch_avx512_scale_f32(float *y, float v, int64_t n);
 void arch_avx512_mad_f16(float *y, const uint16_t *x, float v, int64_t n);
+/* aarch64, both NEON levels (core/arch/arm/neon_vec.c) */
+float arch_neon_dot_f32(const float *a, const float *b, int64_t n);
+void arch_neon_mad_f32(float *y, const float *x, float v, int64_t n);
+void arch_neon_scale_f32(float *y, float v, int64_t n);
+void arch_neon_mad_f16(float *y, const uint16_t *x, float v, int64_t n);
 
 #endif
