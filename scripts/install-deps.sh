@@ -6,7 +6,8 @@ set -eu
 
 PKGS="build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
 libcriterion-dev liblua5.4-dev libdbus-1-dev dbus libyaml-dev libjansson-dev
-libmicrohttpd-dev libutf8proc-dev libedit-dev zsh"
+libmicrohttpd-dev libutf8proc-dev libedit-dev zsh
+gcc-aarch64-linux-gnu qemu-user"
 
 # node and npm for the openai client test (tests/openai), unless a node is there.
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs the whole test suite: the normal build, the ASan+UBSan build, and a
-# short libFuzzer run of each fuzz target. Ends with one line
+# Runs the whole test suite: the normal build, the ASan+UBSan build, the ARM
+# NEON kernel test (cross-built, under qemu-user), and a short libFuzzer run
+# of each fuzz target. Ends with one line
 # "N passed, N failed" totalled over every Criterion test that ran, and exits
 # non-zero if anything failed or if no test ran at all.
 set -u
@@ -38,6 +39,41 @@ run_suite() { # name builddir meson-setup-args...
 run_suite "tests" build -Dwerror=true
 run_suite "tests under ASan+UBSan" build-asan -Dwerror=true -Db_sanitize=address,undefined \
     -Db_lundef=false -Dbuildtype=debug
+
+# ARM: the NEON kernels (core/arch/arm/), cross-built for aarch64 into
+# build-arm (tests/arm/meson.build) and run under qemu-user: once on qemu's
+# default CPU (NEON and dotprod levels), once on a Cortex-A53 (no dotprod: the
+# NEON level is what gets detected). Needs gcc-aarch64-linux-gnu and qemu-user.
+echo "== ARM NEON kernels (aarch64 cross build, qemu-user) =="
+if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
+    if { [ -f build-arm/build.ninja ] || meson setup build-arm tests/arm -Dwerror=true \
+            --cross-file scripts/cross/aarch64-linux-gnu.ini >/dev/null; } &&
+        { ninja -C build-arm -j "$JOBS" >/dev/null || { ninja -C build-arm; false; }; }; then
+        for cpu in max cortex-a53; do
+            log=build-arm/test_neon-$cpu.log
+            QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu build-arm/test_neon >"$log" 2>&1
+            rc=$?
+            grep -v '^PASS' "$log"
+            line=$(grep '^neon: [0-9]* passed, [0-9]* failed$' "$log" | tail -n 1)
+            p=$(echo "$line" | sed -n 's/^neon: \([0-9]*\) passed.*/\1/p')
+            f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed$/\1/p')
+            if [ -z "$line" ]; then
+                echo "test_neon ($cpu): no result line (exit $rc); see $log"
+                f=1
+                p=0
+            fi
+            passed=$((passed + p))
+            failed=$((failed + f))
+            [ "$rc" -eq 0 ] && [ "$f" -eq 0 ] || status=1
+        done
+    else
+        status=1
+        failed=$((failed + 1))
+    fi
+else
+    echo "ARM NEON kernels NOT TESTED: aarch64-linux-gnu-gcc or qemu-aarch64 missing" \
+        "(scripts/install-deps.sh installs gcc-aarch64-linux-gnu and qemu-user)"
+fi
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     echo "== fuzz (${FUZZ_SECONDS}s per target) =="
