@@ -20,6 +20,9 @@
  *    expression and order, so any difference is a bug), on random, "wide"
  *    (any finite fp16 scale, raw activation blocks with −128) and "extreme"
  *    (quants at the ends of their ranges) data;
+ *  - gemm tiles of the integer types, every shape up to gemm_mr × gemm_nc on
+ *    strided rows: vec_dot's reference float bit for bit inside the tile,
+ *    nothing written outside it;
  *  - vec_dot of F32, F16, BF16: the reference sums in double, the kernels in
  *    16 f32 lanes, so |Δ| <= (n/8 + 8)·2^-24·Σ|w_i·x_i| (as in
  *    tests/test_simd_legacy.c), at every tail length;
@@ -194,6 +197,10 @@ static void test_registered(enum hr_isa isa)
                   tname(t), hr_isa_name(isa));
             CHECK(k && k->vec_dot_type == ref_k(t)->vec_dot_type, "%s: vec_dot_type changed",
                   tname(t));
+            if (l < 2) /* integer types: a tile kernel too */
+                CHECK(k && k->gemm && k->gemm_mr >= 1 && k->gemm_mr <= 16 && k->gemm_nc >= 1 &&
+                          k->gemm_nc <= 16,
+                      "%s: no %s gemm", tname(t), hr_isa_name(isa));
         }
     for (size_t i = 0; i < COUNT(act_types); i++)
         CHECK(act_fn(act_types[i], isa) != act_fn(act_types[i], HR_ISA_SCALAR),
@@ -612,6 +619,64 @@ static void test_dot(enum hr_isa isa, uint32_t t, enum data mode)
     end(name);
 }
 
+/* gemm tiles: every shape nr × tn (1..gemm_mr × 1..gemm_nc) at a few row
+ * lengths, rows `pad` bytes apart beyond their size, outputs in a
+ * [nc+1][ldy] array with ldy > nr whose entries outside the tile must keep
+ * their sentinel; inside it, vec_dot's reference float bit for bit. */
+#define SENTINEL 1234.5f
+
+static void test_gemm(enum hr_isa isa, uint32_t t, enum data mode)
+{
+    const struct quant_kernels *k = quant_kernels_isa(t, isa), *r = ref_k(t);
+    uint32_t vt = r->vec_dot_type;
+    char name[96];
+    snprintf(name, sizeof name, "%s gemm %s (%s)", hr_isa_name(isa), tname(t), data_name[mode]);
+    begin();
+    if (!k->gemm) {
+        fail("no gemm");
+        end(name);
+        return;
+    }
+    int mr = k->gemm_mr, nc = k->gemm_nc;
+    rng_seed(400 + t + 50 * (uint64_t)mode + 1000 * (uint64_t)isa);
+    const int64_t lens[] = {1, 3, 5};
+    for (size_t li = 0; li < COUNT(lens); li++) {
+        int64_t n = lens[li] * (int64_t)hr_type_info(t)->blck * (is_k(t) ? 1 : 3);
+        size_t wrow = hr_row_size(t, n), xrow = hr_row_size(vt, n);
+        size_t ws = wrow + 6, xs = xrow + 8, ldy = (size_t)mr + 3;
+        uint8_t *w = xmalloc((size_t)mr * ws), *x = xmalloc((size_t)nc * xs);
+        float *y = xmalloc((size_t)(nc + 1) * ldy * sizeof *y);
+        for (int i = 0; i < mr; i++)
+            rand_weights(t, w + (size_t)i * ws, n, mode);
+        for (int c = 0; c < nc; c++)
+            rand_acts(vt, x + (size_t)c * xs, n, c % 2 ? mode : DATA_RANDOM);
+        for (int nr = 1; nr <= mr; nr++)
+            for (int tn = 1; tn <= nc; tn++) {
+                for (size_t i = 0; i < (size_t)(nc + 1) * ldy; i++)
+                    y[i] = SENTINEL;
+                k->gemm(n, y, ldy, w, ws, nr, x, xs, tn);
+                for (int c = 0; c <= nc; c++)
+                    for (size_t o = 0; o < ldy; o++) {
+                        float got = y[(size_t)c * ldy + o];
+                        if (c >= tn || o >= (size_t)nr) {
+                            CHECK(got == SENTINEL, "%d×%d n=%lld: y[%d][%zu] written outside the tile",
+                                  nr, tn, (long long)n, c, o);
+                            continue;
+                        }
+                        float want;
+                        r->vec_dot(n, &want, w + o * ws, x + (size_t)c * xs);
+                        CHECK(f32_bits(got) == f32_bits(want) || (isnan(got) && isnan(want)),
+                              "%d×%d n=%lld y[%d][%zu]: got %.9g, reference %.9g", nr, tn,
+                              (long long)n, c, o, (double)got, (double)want);
+                    }
+            }
+        free(w);
+        free(x);
+        free(y);
+    }
+    end(name);
+}
+
 /* ---- vec.h ------------------------------------------------------------------------- */
 
 static void test_vec(enum hr_isa isa)
@@ -817,11 +882,15 @@ int main(int argc, char **argv)
         test_act_half(isa);
         test_act_q8K(isa);
         for (size_t i = 0; i < COUNT(legacy_types); i++)
-            for (int mode = DATA_RANDOM; mode <= DATA_EXTREME; mode++)
+            for (int mode = DATA_RANDOM; mode <= DATA_EXTREME; mode++) {
                 test_dot(isa, legacy_types[i], (enum data)mode);
+                test_gemm(isa, legacy_types[i], (enum data)mode);
+            }
         for (size_t i = 0; i < COUNT(k_types); i++)
-            for (int mode = DATA_RANDOM; mode <= DATA_QUANTIZED; mode++)
+            for (int mode = DATA_RANDOM; mode <= DATA_QUANTIZED; mode++) {
                 test_dot(isa, k_types[i], (enum data)mode);
+                test_gemm(isa, k_types[i], (enum data)mode);
+            }
         for (size_t i = 0; i < COUNT(float_types); i++)
             test_dot(isa, float_types[i], DATA_RANDOM);
         test_vec(isa);

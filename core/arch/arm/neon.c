@@ -2,7 +2,7 @@
  * neon.c — the NEON level (HR_ISA_NEON, ARMv8.0 AdvSIMD, every aarch64
  * CPU): the activation converters run before a matrix product (Q8_0, Q8_1,
  * Q8_K, F16, BF16), the float dot products (F32, F16, BF16) and the integer
- * dot products of neon_qdot.h built without SDOT. Registered by
+ * dot products and tiles of neon_qdot.h built without SDOT. Registered by
  * arch_neon_init over the scalar table; the neon-dotprod level
  * (neon_dotprod.c) then replaces the integer products.
  *

@@ -1,9 +1,9 @@
 /*
  * neon_dotprod.c — the neon-dotprod level (HR_ISA_NEON_DOTPROD: ARMv8.2
- * dotprod, HWCAP_ASIMDDP): the integer dot products of neon_qdot.h compiled
- * with SDOT (vdotq_s32) as their 16-byte product. Registered by
- * arch_neon_dotprod_init over the NEON table, whose converters and float
- * kernels it keeps.
+ * dotprod, HWCAP_ASIMDDP): the integer dot products and tiles of
+ * neon_qdot.h compiled with SDOT (vdotq_s32) as their 16-byte product.
+ * Registered by arch_neon_dotprod_init over the NEON table, whose
+ * converters and float kernels it keeps.
  *
  * ARM. Built only for aarch64 hosts, with -march=armv8.2-a+dotprod
  * -ffp-contract=off, and only called after getauxval(AT_HWCAP) reported

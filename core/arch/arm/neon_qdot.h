@@ -1,7 +1,8 @@
 /*
- * neon_qdot.h — the integer dot products of the aarch64 levels: legacy
- * block quants (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 × Q8_0/Q8_1 activations) and
- * K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K × Q8_K). Written once and compiled
+ * neon_qdot.h — the integer dot products and matrix tiles of the aarch64
+ * levels: legacy block quants (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 × Q8_0/Q8_1
+ * activations) and K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K × Q8_K). Written
+ * once and compiled
  * twice: by neon.c (ARMv8.0 AdvSIMD, arm_dot16 = SMULL + SADALP) and by
  * neon_dotprod.c (+dotprod, arm_dot16 = SDOT); each includer gets its own
  * static copy and registers it with qdot_register().
@@ -19,6 +20,14 @@
  * the four (d_w·d_a)·isum [+ m_w·s_a] terms are computed in the lanes of one
  * vector (IEEE products, the same roundings as the scalar ones), then added
  * to the running sum one lane after the other.
+ *
+ * Tiles (quant.h's gemm; no repacked layout): legacy 4 weight rows × up to
+ * 4 activation rows, lane r of one accumulator per activation row holding
+ * row r's running sum, each block's weights unpacked once for all
+ * activation rows; K-quants 4 × 4, each weight row's super-block unpacked
+ * once (struct kblock) for all activation rows. Every output is updated
+ * block by block with vec_dot's expression, so tiles and vec_dot agree bit
+ * for bit. Speed is unmeasured: the only aarch64 here is qemu-user.
  *
  * The files are built with -ffp-contract=off (as the ISO C build of the
  * reference is), so no product is fused into an addition. Activation blocks
@@ -193,16 +202,83 @@ static void q8_0_dot(int64_t n, float *s, const void *vx, const void *vy)
     qdot(K_Q8_0, n, s, vx, vy);
 }
 
-/* ---- K-quants × Q8_K ------------------------------------------------------------------ */
+#define QMR 4 /* legacy tile: weight rows (one per lane) */
+#define QNC 4 /* legacy tile: activation rows */
 
-/* The 16 int16 bsums of a Q8_K block as pair sums widened to int32:
- * lo = {b0+b1, b2+b3, b4+b5, b6+b7}, hi = the same for b8..b15 (Q4_K/Q5_K's
- * 32-element sub-blocks). */
-ARM_INLINE void bsums_pairs(const struct block_q8_K *y, int32x4_t *lo, int32x4_t *hi)
+/* One tile: nr (<= QMR) weight rows × nc activation rows. Lane r of acc[c]
+ * is the reference's running sum for (row r, activation c), updated block
+ * by block with its float expression (lane-wise IEEE operations round as
+ * the scalar ones do), so every output is vec_dot's, bit for bit. A block's
+ * weights are unpacked once for all nc activation rows; rows >= nr repeat
+ * row nr − 1 and are not stored. */
+ARM_INLINE void qtile(const enum qkind k, const int nc, int64_t n, float *y, size_t ldy,
+                      const void *w, size_t ws, int nr, const void *x, size_t xs)
 {
-    *lo = vpaddlq_s16(vld1q_s16(y->bsums));
-    *hi = vpaddlq_s16(vld1q_s16(y->bsums + 8));
+    const size_t wb = w_bytes(k), xb = x_bytes(k);
+    const uint8_t *wr[QMR];
+    for (int r = 0; r < QMR; r++)
+        wr[r] = (const uint8_t *)w + (size_t)(r < nr ? r : nr - 1) * ws;
+    float32x4_t acc[QNC];
+    for (int c = 0; c < nc; c++)
+        acc[c] = vdupq_n_f32(0);
+    for (int64_t b = 0; b < n / 32; b++) {
+        const size_t wo = (size_t)b * wb;
+        int8x16_t lo[QMR], hi[QMR];
+        uint16_t dh[QMR], mh[QMR];
+        for (int r = 0; r < QMR; r++) {
+            wquants(k, wr[r] + wo, &lo[r], &hi[r]);
+            dh[r] = arm_ld16(wr[r] + wo);
+            mh[r] = has_m(k) ? arm_ld16(wr[r] + wo + 2) : 0;
+        }
+        const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(dh)));
+        const float32x4_t mw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(mh)));
+        for (int c = 0; c < nc; c++) {
+            const uint8_t *px = (const uint8_t *)x + (size_t)c * xs + (size_t)b * xb;
+            const int8_t *a = (const int8_t *)(px + x_qs(k));
+            const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
+            int32x4_t p[QMR];
+            for (int r = 0; r < QMR; r++)
+                p[r] = arm_dot16(arm_dot16(vdupq_n_s32(0), lo[r], a0), hi[r], a1);
+            int32x4_t isum = arm_hsum4(p[0], p[1], p[2], p[3]);
+            float32x4_t v = vmulq_f32(vmulq_n_f32(dw, arm_h2f(arm_ld16(px))), vcvtq_f32_s32(isum));
+            if (has_m(k)) v = vaddq_f32(v, vmulq_n_f32(mw, arm_h2f(arm_ld16(px + 2))));
+            acc[c] = vaddq_f32(acc[c], v);
+        }
+    }
+    for (int c = 0; c < nc; c++) {
+        float t[QMR];
+        vst1q_f32(t, acc[c]);
+        memcpy(y + (size_t)c * ldy, t, (size_t)nr * sizeof *y);
+    }
 }
+
+#define QGEMM(name, kind)                                                                          \
+    static void name##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,     \
+                            const void *x, size_t xs, int nc)                                      \
+    {                                                                                              \
+        switch (nc) {                                                                              \
+        case 1:                                                                                    \
+            qtile(kind, 1, n, y, ldy, w, ws, nr, x, xs);                                           \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            qtile(kind, 2, n, y, ldy, w, ws, nr, x, xs);                                           \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            qtile(kind, 3, n, y, ldy, w, ws, nr, x, xs);                                           \
+            break;                                                                                 \
+        default:                                                                                   \
+            qtile(kind, 4, n, y, ldy, w, ws, nr, x, xs);                                           \
+            break;                                                                                 \
+        }                                                                                          \
+    }
+
+QGEMM(q4_0, K_Q4_0)
+QGEMM(q4_1, K_Q4_1)
+QGEMM(q5_0, K_Q5_0)
+QGEMM(q5_1, K_Q5_1)
+QGEMM(q8_0, K_Q8_0)
+
+/* ---- K-quants × Q8_K ------------------------------------------------------------------ */
 
 /* 16 bytes (unsigned when !sgn) as four int32x4 in order. */
 ARM_INLINE void widen16(uint8x16_t v, bool sgn, int32x4_t w[4])
@@ -231,7 +307,7 @@ ARM_INLINE int32_t mac16(const int32x4_t sub[4], const int32x4_t sc[4])
     return vaddvq_s32(t);
 }
 
-/* The 2-bit fields g of 32 bytes (q0, q1), as 32 signed bytes. */
+/* Q2_K/Q3_K: the 2-bit fields g of 32 bytes (q0, q1), as 32 signed bytes. */
 ARM_INLINE void crumbs(uint8x16_t q0, uint8x16_t q1, int g, int8x16_t *w0, int8x16_t *w1)
 {
     int8x16_t sh = vdupq_n_s8((int8_t)(-2 * g));
@@ -239,131 +315,8 @@ ARM_INLINE void crumbs(uint8x16_t q0, uint8x16_t q1, int g, int8x16_t *w0, int8x
     *w1 = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q1, sh), vdupq_n_u8(3)));
 }
 
-/* Per-16-group integer sums of a 256-element super-block whose weights are
- * produced 32 at a time (elements 32i..32i+31 for i = 0..7) by `make`:
- * sub[k] lane l = the sum of group 4k + l. */
-#define GROUP_SUMS(sub, a, make)                                                                   \
-    do {                                                                                           \
-        int32x4_t d_[16];                                                                          \
-        for (int i_ = 0; i_ < 8; i_++) {                                                           \
-            int8x16_t w0_, w1_;                                                                    \
-            make(i_, &w0_, &w1_);                                                                  \
-            d_[2 * i_] = arm_dot16(vdupq_n_s32(0), w0_, vld1q_s8((a) + 32 * i_));                  \
-            d_[2 * i_ + 1] = arm_dot16(vdupq_n_s32(0), w1_, vld1q_s8((a) + 32 * i_ + 16));         \
-        }                                                                                          \
-        for (int k_ = 0; k_ < 4; k_++)                                                             \
-            (sub)[k_] = arm_hsum4(d_[4 * k_], d_[4 * k_ + 1], d_[4 * k_ + 2], d_[4 * k_ + 3]);     \
-    } while (0)
-
-/* Q4_K/Q5_K 6-bit scales and mins from 12 bytes: 8 scale bytes, 8 min
- * bytes (FORMATS.md §2.3, get_scale_min_k4). */
-ARM_INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8])
-{
-    uint32_t a = arm_ld32(s), b = arm_ld32(s + 4), c = arm_ld32(s + 8);
-    uint32_t v[4] = {a & 0x3f3f3f3fu, (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u),
-                     b & 0x3f3f3f3fu, ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)};
-    memcpy(sc, v, 8);
-    memcpy(mn, v + 2, 8);
-}
-
-/* Q3_K: the 16 6-bit scales, biased (0..63), as 16 bytes. */
-ARM_INLINE uint8x16_t q3_scales(const uint8_t *t)
-{
-    uint32_t a = arm_ld32(t), b = arm_ld32(t + 4), c = arm_ld32(t + 8);
-    uint32_t v[4] = {(a & 0x0f0f0f0fu) | ((c & 0x03030303u) << 4),
-                     (b & 0x0f0f0f0fu) | (((c >> 2) & 0x03030303u) << 4),
-                     ((a >> 4) & 0x0f0f0f0fu) | (((c >> 4) & 0x03030303u) << 4),
-                     ((b >> 4) & 0x0f0f0f0fu) | (((c >> 6) & 0x03030303u) << 4)};
-    return vreinterpretq_u8_u32(vld1q_u32(v));
-}
-
-/* Q4_K / Q5_K: per super-block isum = Σ_j sc_j·Σ q·a over the 8 sub-blocks of
- * 32 (groups 2j, 2j+1), msum = Σ_j m_j·(bsums[2j] + bsums[2j+1]). */
-ARM_INLINE void k4_sums(const uint8_t *scales, const int32x4_t sub[4], const struct block_q8_K *y,
-                        int32_t *isum, int32_t *msum)
-{
-    uint8_t sc[8], mn[8];
-    k4_scales(scales, sc, mn);
-    /* each sub-block scale twice, one per group */
-    uint8x16_t sc2 = vcombine_u8(vld1_u8(sc), vld1_u8(sc));
-    uint8x16_t scd = vzip1q_u8(sc2, sc2);
-    int32x4_t scw[4];
-    widen16(scd, false, scw);
-    *isum = mac16(sub, scw);
-    int32x4_t blo, bhi;
-    bsums_pairs(y, &blo, &bhi);
-    int16x8_t m = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn)));
-    int32x4_t t = vmulq_s32(blo, vmovl_s16(vget_low_s16(m)));
-    t = vmlaq_s32(t, bhi, vmovl_high_s16(m));
-    *msum = vaddvq_s32(t);
-}
-
-static void q2_K_dot(int64_t n, float *s, const void *vx, const void *vy)
-{
-    const struct block_q2_K *x = vx;
-    const struct block_q8_K *y = vy;
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *qs = x[i].qs;
-#define Q2_MAKE(i_, w0, w1)                                                                        \
-    crumbs(vld1q_u8(qs + 32 * ((i_) / 4)), vld1q_u8(qs + 32 * ((i_) / 4) + 16), (i_) % 4, w0, w1)
-        int32x4_t sub[4];
-        GROUP_SUMS(sub, y[i].qs, Q2_MAKE);
-#undef Q2_MAKE
-        uint8x16_t sb = vld1q_u8(x[i].scales);
-        int32x4_t sc[4], mn[4], bs[4];
-        widen16(vandq_u8(sb, vdupq_n_u8(15)), false, sc);
-        widen16(vshrq_n_u8(sb, 4), false, mn);
-        int16x8_t b0 = vld1q_s16(y[i].bsums), b1 = vld1q_s16(y[i].bsums + 8);
-        bs[0] = vmovl_s16(vget_low_s16(b0));
-        bs[1] = vmovl_high_s16(b0);
-        bs[2] = vmovl_s16(vget_low_s16(b1));
-        bs[3] = vmovl_high_s16(b1);
-        int32_t isum = mac16(sub, sc), msum = mac16(bs, mn);
-        float dall = y[i].d * arm_h2f(x[i].d);
-        float dmin = y[i].d * arm_h2f(x[i].dmin);
-        sum += dall * (float)isum - dmin * (float)msum;
-    }
-    *s = sum;
-}
-
-static void q3_K_dot(int64_t n, float *s, const void *vx, const void *vy)
-{
-    const struct block_q3_K *x = vx;
-    const struct block_q8_K *y = vy;
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *qs = x[i].qs;
-        const uint8x16_t hm0 = vld1q_u8(x[i].hmask), hm1 = vld1q_u8(x[i].hmask + 16);
-        /* q = q2 − 4 unless the high bit (bit e/32 of hmask[e%32]) is set */
-#define Q3_MAKE(i_, w0, w1)                                                                        \
-    do {                                                                                           \
-        crumbs(vld1q_u8(qs + 32 * ((i_) / 4)), vld1q_u8(qs + 32 * ((i_) / 4) + 16), (i_) % 4, w0,  \
-               w1);                                                                                \
-        uint8x16_t bit_ = vdupq_n_u8((uint8_t)(1u << (i_)));                                       \
-        uint8x16_t four_ = vdupq_n_u8(4);                                                          \
-        *(w0) = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vreinterpretq_u8_s8(*(w0)),                  \
-                                                      vandq_u8(vtstq_u8(hm0, bit_), four_))),      \
-                         vdupq_n_s8(4));                                                           \
-        *(w1) = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vreinterpretq_u8_s8(*(w1)),                  \
-                                                      vandq_u8(vtstq_u8(hm1, bit_), four_))),      \
-                         vdupq_n_s8(4));                                                           \
-    } while (0)
-        int32x4_t sub[4];
-        GROUP_SUMS(sub, y[i].qs, Q3_MAKE);
-#undef Q3_MAKE
-        int32x4_t sc[4];
-        widen16(q3_scales(x[i].scales), false, sc);
-        for (int k = 0; k < 4; k++)
-            sc[k] = vsubq_s32(sc[k], vdupq_n_s32(32));
-        int32_t isum = mac16(sub, sc);
-        sum += (arm_h2f(x[i].d) * y[i].d) * (float)isum;
-    }
-    *s = sum;
-}
-
-/* Q4_K sub-block i (elements 32i..32i+31): the low nibbles of the 32-byte
- * group i/2 when i is even, the high ones when odd. */
+/* Q4_K/Q5_K sub-block i (elements 32i..32i+31): the low nibbles of the
+ * 32-byte group i/2 when i is even, the high ones when odd. */
 ARM_INLINE void nibbles(const uint8_t *qs, int i, int8x16_t *w0, int8x16_t *w1)
 {
     uint8x16_t b0 = vld1q_u8(qs + 32 * (i / 2)), b1 = vld1q_u8(qs + 32 * (i / 2) + 16);
@@ -378,57 +331,46 @@ ARM_INLINE void nibbles(const uint8_t *qs, int i, int8x16_t *w0, int8x16_t *w1)
     *w1 = vreinterpretq_s8_u8(b1);
 }
 
-static void q4_K_dot(int64_t n, float *s, const void *vx, const void *vy)
+/* Sets the bits of 32 quants whose flag (bit i of the 32 bytes m0, m1) is
+ * set to `add` (Q3_K: 4, Q5_K: 16; the quants are below it). */
+ARM_INLINE void flag_bits(uint8x16_t m0, uint8x16_t m1, int i, uint8_t add, int8x16_t *w0,
+                          int8x16_t *w1)
 {
-    const struct block_q4_K *x = vx;
-    const struct block_q8_K *y = vy;
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *qs = x[i].qs;
-#define Q4_MAKE(i_, w0, w1) nibbles(qs, i_, w0, w1)
-        int32x4_t sub[4];
-        GROUP_SUMS(sub, y[i].qs, Q4_MAKE);
-#undef Q4_MAKE
-        int32_t isum, msum;
-        k4_sums(x[i].scales, sub, &y[i], &isum, &msum);
-        float d = arm_h2f(x[i].d) * y[i].d;
-        float dm = arm_h2f(x[i].dmin) * y[i].d;
-        sum += d * (float)isum - dm * (float)msum;
-    }
-    *s = sum;
+    uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << i)), v = vdupq_n_u8(add);
+    *w0 = vreinterpretq_s8_u8(vorrq_u8(vreinterpretq_u8_s8(*w0), vandq_u8(vtstq_u8(m0, bit), v)));
+    *w1 = vreinterpretq_s8_u8(vorrq_u8(vreinterpretq_u8_s8(*w1), vandq_u8(vtstq_u8(m1, bit), v)));
 }
 
-static void q5_K_dot(int64_t n, float *s, const void *vx, const void *vy)
+/* Q4_K/Q5_K 6-bit scales and mins from 12 bytes: 8 scale bytes, 8 min
+ * bytes (FORMATS.md §2.3, get_scale_min_k4). */
+ARM_INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8])
 {
-    const struct block_q5_K *x = vx;
-    const struct block_q8_K *y = vy;
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *qs = x[i].qs;
-        const uint8x16_t qh0 = vld1q_u8(x[i].qh), qh1 = vld1q_u8(x[i].qh + 16);
-        /* the 5th bit of element e is bit e/32 of qh[e%32] */
-#define Q5_MAKE(i_, w0, w1)                                                                        \
-    do {                                                                                           \
-        nibbles(qs, i_, w0, w1);                                                                   \
-        uint8x16_t bit_ = vdupq_n_u8((uint8_t)(1u << (i_))), sixteen_ = vdupq_n_u8(16);            \
-        *(w0) = vreinterpretq_s8_u8(vorrq_u8(vreinterpretq_u8_s8(*(w0)),                           \
-                                             vandq_u8(vtstq_u8(qh0, bit_), sixteen_)));            \
-        *(w1) = vreinterpretq_s8_u8(vorrq_u8(vreinterpretq_u8_s8(*(w1)),                           \
-                                             vandq_u8(vtstq_u8(qh1, bit_), sixteen_)));            \
-    } while (0)
-        int32x4_t sub[4];
-        GROUP_SUMS(sub, y[i].qs, Q5_MAKE);
-#undef Q5_MAKE
-        int32_t isum, msum;
-        k4_sums(x[i].scales, sub, &y[i], &isum, &msum);
-        float d = arm_h2f(x[i].d) * y[i].d;
-        float dm = arm_h2f(x[i].dmin) * y[i].d;
-        sum += d * (float)isum - dm * (float)msum;
-    }
-    *s = sum;
+    uint32_t a = arm_ld32(s), b = arm_ld32(s + 4), c = arm_ld32(s + 8);
+    uint32_t v[4] = {a & 0x3f3f3f3fu, (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u),
+                     b & 0x3f3f3f3fu, ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)};
+    memcpy(sc, v, 8);
+    memcpy(mn, v + 2, 8);
 }
 
-/* Q6_K elements 32i..32i+31 (h = i/4, g = i%4) as signed q − 32: low 4 bits
+/* 8 bytes, each twice (a 32-element sub-block is two 16-element groups). */
+ARM_INLINE uint8x16_t dup8(const uint8_t v[8])
+{
+    uint8x16_t t = vcombine_u8(vld1_u8(v), vld1_u8(v));
+    return vzip1q_u8(t, t);
+}
+
+/* Q3_K: the 16 6-bit scales, biased (0..63), as 16 bytes. */
+ARM_INLINE uint8x16_t q3_scales(const uint8_t *t)
+{
+    uint32_t a = arm_ld32(t), b = arm_ld32(t + 4), c = arm_ld32(t + 8);
+    uint32_t v[4] = {(a & 0x0f0f0f0fu) | ((c & 0x03030303u) << 4),
+                     (b & 0x0f0f0f0fu) | (((c >> 2) & 0x03030303u) << 4),
+                     ((a >> 4) & 0x0f0f0f0fu) | (((c >> 4) & 0x03030303u) << 4),
+                     ((b >> 4) & 0x0f0f0f0fu) | (((c >> 6) & 0x03030303u) << 4)};
+    return vreinterpretq_u8_u32(vld1q_u32(v));
+}
+
+/* Q6_K elements 32i..32i+31 (h = i/4, g = i%4), 6-bit, unsigned: low 4 bits
  * from ql[64h + 32(g&1) + l] (low nibble for g < 2), high 2 bits from bit
  * pair g of qh[32h + l]. */
 ARM_INLINE void q6_quants(const struct block_q6_K *b, int i, int8x16_t *w0, int8x16_t *w1)
@@ -446,43 +388,216 @@ ARM_INLINE void q6_quants(const struct block_q6_K *b, int i, int8x16_t *w0, int8
     int8x16_t sh = vdupq_n_s8((int8_t)(4 - 2 * g)); /* bit pair g to bits 4..5 */
     uint8x16_t h0 = vandq_u8(vshlq_u8(vld1q_u8(qh), sh), vdupq_n_u8(0x30));
     uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(qh + 16), sh), vdupq_n_u8(0x30));
-    *w0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l0, h0)), vdupq_n_s8(32));
-    *w1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l1, h1)), vdupq_n_s8(32));
+    *w0 = vreinterpretq_s8_u8(vorrq_u8(l0, h0));
+    *w1 = vreinterpretq_s8_u8(vorrq_u8(l1, h1));
 }
 
-static void q6_K_dot(int64_t n, float *s, const void *vx, const void *vy)
+ARM_INLINE bool k_has_min(const int T)
 {
-    const struct block_q6_K *x = vx;
+    return T == HR_TYPE_Q2_K || T == HR_TYPE_Q4_K || T == HR_TYPE_Q5_K;
+}
+
+ARM_INLINE size_t k_bytes(const int T)
+{
+    return T == HR_TYPE_Q2_K   ? sizeof(struct block_q2_K)
+           : T == HR_TYPE_Q3_K ? sizeof(struct block_q3_K)
+           : T == HR_TYPE_Q4_K ? sizeof(struct block_q4_K)
+           : T == HR_TYPE_Q5_K ? sizeof(struct block_q5_K)
+                               : sizeof(struct block_q6_K);
+}
+
+/* One super-block of weights, unpacked: w[g] = the 16 signed quants of
+ * group g (elements 16g..16g+15, the format's offset subtracted), sc[] the
+ * integer scale of each group, mn[] the coefficient of bsums[g] in the min
+ * term (Q2_K: the 4-bit min; Q4_K/Q5_K: the sub-block's min, for both of
+ * its groups), d and dmin the fp16 super-scales as floats. */
+struct kblock {
+    int8x16_t w[16];
+    int32x4_t sc[4], mn[4];
+    float d, dmin;
+};
+
+ARM_INLINE void k_unpack(const int T, const uint8_t *blk, struct kblock *kb)
+{
+    switch (T) {
+    case HR_TYPE_Q2_K: {
+        const struct block_q2_K *b = (const struct block_q2_K *)blk;
+        for (int i = 0; i < 8; i++)
+            crumbs(vld1q_u8(b->qs + 32 * (i / 4)), vld1q_u8(b->qs + 32 * (i / 4) + 16), i % 4,
+                   &kb->w[2 * i], &kb->w[2 * i + 1]);
+        uint8x16_t s = vld1q_u8(b->scales);
+        widen16(vandq_u8(s, vdupq_n_u8(15)), false, kb->sc);
+        widen16(vshrq_n_u8(s, 4), false, kb->mn);
+        kb->d = arm_h2f(b->d);
+        kb->dmin = arm_h2f(b->dmin);
+        break;
+    }
+    case HR_TYPE_Q3_K: {
+        /* q = q2 − 4 unless the high bit (bit e/32 of hmask[e%32]) is set */
+        const struct block_q3_K *b = (const struct block_q3_K *)blk;
+        uint8x16_t m0 = vld1q_u8(b->hmask), m1 = vld1q_u8(b->hmask + 16);
+        for (int i = 0; i < 8; i++) {
+            int8x16_t *w = &kb->w[2 * i];
+            crumbs(vld1q_u8(b->qs + 32 * (i / 4)), vld1q_u8(b->qs + 32 * (i / 4) + 16), i % 4, w,
+                   w + 1);
+            flag_bits(m0, m1, i, 4, w, w + 1);
+            w[0] = vsubq_s8(w[0], vdupq_n_s8(4));
+            w[1] = vsubq_s8(w[1], vdupq_n_s8(4));
+        }
+        widen16(q3_scales(b->scales), false, kb->sc);
+        for (int j = 0; j < 4; j++)
+            kb->sc[j] = vsubq_s32(kb->sc[j], vdupq_n_s32(32));
+        kb->d = arm_h2f(b->d);
+        kb->dmin = 0;
+        break;
+    }
+    case HR_TYPE_Q4_K:
+    case HR_TYPE_Q5_K: {
+        const uint8_t *qs, *scales;
+        uint16_t d, dmin;
+        if (T == HR_TYPE_Q4_K) {
+            const struct block_q4_K *b = (const struct block_q4_K *)blk;
+            qs = b->qs;
+            scales = b->scales;
+            d = b->d;
+            dmin = b->dmin;
+        } else {
+            const struct block_q5_K *b = (const struct block_q5_K *)blk;
+            qs = b->qs;
+            scales = b->scales;
+            d = b->d;
+            dmin = b->dmin;
+        }
+        for (int i = 0; i < 8; i++)
+            nibbles(qs, i, &kb->w[2 * i], &kb->w[2 * i + 1]);
+        if (T == HR_TYPE_Q5_K) { /* the 5th bit of element e: bit e/32 of qh[e%32] */
+            const struct block_q5_K *b = (const struct block_q5_K *)blk;
+            uint8x16_t h0 = vld1q_u8(b->qh), h1 = vld1q_u8(b->qh + 16);
+            for (int i = 0; i < 8; i++)
+                flag_bits(h0, h1, i, 16, &kb->w[2 * i], &kb->w[2 * i + 1]);
+        }
+        uint8_t sc[8], mn[8];
+        k4_scales(scales, sc, mn);
+        widen16(dup8(sc), false, kb->sc);
+        widen16(dup8(mn), false, kb->mn);
+        kb->d = arm_h2f(d);
+        kb->dmin = arm_h2f(dmin);
+        break;
+    }
+    default: { /* Q6_K: q − 32 */
+        const struct block_q6_K *b = (const struct block_q6_K *)blk;
+        for (int i = 0; i < 8; i++) {
+            int8x16_t *w = &kb->w[2 * i];
+            q6_quants(b, i, w, w + 1);
+            w[0] = vsubq_s8(w[0], vdupq_n_s8(32));
+            w[1] = vsubq_s8(w[1], vdupq_n_s8(32));
+        }
+        widen16(vreinterpretq_u8_s8(vld1q_s8(b->scales)), true, kb->sc);
+        kb->d = arm_h2f(b->d);
+        kb->dmin = 0;
+        break;
+    }
+    }
+}
+
+/* The reference's term of one super-block against one Q8_K block: the
+ * exact isum = Σ_g sc_g·Σ q·a and msum = Σ_g mn_g·bsums_g, then
+ * (d·d_a)·isum − (dmin·d_a)·msum, or (d·d_a)·isum without mins. */
+ARM_INLINE float k_term(const int T, const struct kblock *kb, const struct block_q8_K *y)
+{
+    int32x4_t p[16], sub[4];
+    for (int g = 0; g < 16; g++)
+        p[g] = arm_dot16(vdupq_n_s32(0), kb->w[g], vld1q_s8(y->qs + 16 * g));
+    for (int j = 0; j < 4; j++)
+        sub[j] = arm_hsum4(p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]);
+    int32_t isum = mac16(sub, kb->sc);
+    if (!k_has_min(T)) return (kb->d * y->d) * (float)isum;
+    int16x8_t b0 = vld1q_s16(y->bsums), b1 = vld1q_s16(y->bsums + 8);
+    int32x4_t bs[4] = {vmovl_s16(vget_low_s16(b0)), vmovl_high_s16(b0),
+                       vmovl_s16(vget_low_s16(b1)), vmovl_high_s16(b1)};
+    int32_t msum = mac16(bs, kb->mn);
+    float d = kb->d * y->d, dm = kb->dmin * y->d;
+    return d * (float)isum - dm * (float)msum;
+}
+
+ARM_INLINE void kdot(const int T, int64_t n, float *s, const void *vx, const void *vy)
+{
+    const uint8_t *x = vx;
     const struct block_q8_K *y = vy;
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-#define Q6_MAKE(i_, w0, w1) q6_quants(&x[i], i_, w0, w1)
-        int32x4_t sub[4];
-        GROUP_SUMS(sub, y[i].qs, Q6_MAKE);
-#undef Q6_MAKE
-        int32x4_t sc[4];
-        widen16(vreinterpretq_u8_s8(vld1q_s8(x[i].scales)), true, sc);
-        int32_t isum = mac16(sub, sc);
-        sum += (arm_h2f(x[i].d) * y[i].d) * (float)isum;
+        struct kblock kb;
+        k_unpack(T, x + (size_t)i * k_bytes(T), &kb);
+        sum += k_term(T, &kb, &y[i]);
     }
     *s = sum;
 }
 
+#define KMR 4 /* K tile: weight rows */
+#define KNC 4 /* K tile: activation rows */
+
+/* One tile: each weight row's super-block is unpacked once for all nc
+ * activation rows; every output is its own running sum, updated super-block
+ * by super-block as vec_dot does (the same bits). */
+ARM_INLINE void ktile(const int T, int64_t n, float *y, size_t ldy, const void *w, size_t ws,
+                      int nr, const void *x, size_t xs, int nc)
+{
+    float acc[KMR][KNC] = {{0}};
+    for (int64_t i = 0; i < n / QK_K; i++)
+        for (int r = 0; r < nr; r++) {
+            struct kblock kb;
+            k_unpack(T, (const uint8_t *)w + (size_t)r * ws + (size_t)i * k_bytes(T), &kb);
+            for (int c = 0; c < nc; c++) {
+                const struct block_q8_K *yc =
+                    (const struct block_q8_K *)((const uint8_t *)x + (size_t)c * xs);
+                acc[r][c] += k_term(T, &kb, &yc[i]);
+            }
+        }
+    for (int c = 0; c < nc; c++)
+        for (int r = 0; r < nr; r++)
+            y[(size_t)c * ldy + (size_t)r] = acc[r][c];
+}
+
+#define KKERNELS(name, T)                                                                          \
+    static void name##_dot(int64_t n, float *s, const void *vx, const void *vy)                    \
+    {                                                                                              \
+        kdot(T, n, s, vx, vy);                                                                     \
+    }                                                                                              \
+    static void name##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t ws, int nr,     \
+                            const void *x, size_t xs, int nc)                                      \
+    {                                                                                              \
+        ktile(T, n, y, ldy, w, ws, nr, x, xs, nc);                                                 \
+    }
+
+KKERNELS(q2_K, HR_TYPE_Q2_K)
+KKERNELS(q3_K, HR_TYPE_Q3_K)
+KKERNELS(q4_K, HR_TYPE_Q4_K)
+KKERNELS(q5_K, HR_TYPE_Q5_K)
+KKERNELS(q6_K, HR_TYPE_Q6_K)
+
 /* ---- registration ------------------------------------------------------------------- */
 
-/* Sets the vec_dot of every integer type this header implements. */
+static void set(struct quant_kernels *k, quant_vec_dot_fn dot, quant_gemm_fn gemm, int mr, int nc)
+{
+    k->vec_dot = dot;
+    k->gemm = gemm;
+    k->gemm_mr = mr;
+    k->gemm_nc = nc;
+}
+
+/* Sets vec_dot and gemm of every integer type this header implements. */
 static void qdot_register(struct quant_kernels tab[HR_TYPE_COUNT])
 {
-    tab[HR_TYPE_Q4_0].vec_dot = q4_0_dot;
-    tab[HR_TYPE_Q4_1].vec_dot = q4_1_dot;
-    tab[HR_TYPE_Q5_0].vec_dot = q5_0_dot;
-    tab[HR_TYPE_Q5_1].vec_dot = q5_1_dot;
-    tab[HR_TYPE_Q8_0].vec_dot = q8_0_dot;
-    tab[HR_TYPE_Q2_K].vec_dot = q2_K_dot;
-    tab[HR_TYPE_Q3_K].vec_dot = q3_K_dot;
-    tab[HR_TYPE_Q4_K].vec_dot = q4_K_dot;
-    tab[HR_TYPE_Q5_K].vec_dot = q5_K_dot;
-    tab[HR_TYPE_Q6_K].vec_dot = q6_K_dot;
+    set(&tab[HR_TYPE_Q4_0], q4_0_dot, q4_0_gemm, QMR, QNC);
+    set(&tab[HR_TYPE_Q4_1], q4_1_dot, q4_1_gemm, QMR, QNC);
+    set(&tab[HR_TYPE_Q5_0], q5_0_dot, q5_0_gemm, QMR, QNC);
+    set(&tab[HR_TYPE_Q5_1], q5_1_dot, q5_1_gemm, QMR, QNC);
+    set(&tab[HR_TYPE_Q8_0], q8_0_dot, q8_0_gemm, QMR, QNC);
+    set(&tab[HR_TYPE_Q2_K], q2_K_dot, q2_K_gemm, KMR, KNC);
+    set(&tab[HR_TYPE_Q3_K], q3_K_dot, q3_K_gemm, KMR, KNC);
+    set(&tab[HR_TYPE_Q4_K], q4_K_dot, q4_K_gemm, KMR, KNC);
+    set(&tab[HR_TYPE_Q5_K], q5_K_dot, q5_K_gemm, KMR, KNC);
+    set(&tab[HR_TYPE_Q6_K], q6_K_dot, q6_K_gemm, KMR, KNC);
 }
 
 #endif
