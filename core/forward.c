@@ -43,6 +43,7 @@ struct matmul_job {
     const struct weight *w;
     const void *xq;   /* [T] rows of vec_dot_type */
     size_t xq_row;    /* bytes per converted row */
+    const float *xd;  /* [T][n_in / 32] block scales of xq as floats (gemm_packed_xd), or NULL */
     float *y;         /* [T][n_out] */
     int64_t T;
     int64_t rows_per_task; /* a multiple of the kernel's gemm_mr */
@@ -59,14 +60,21 @@ static void matmul_rows(const struct matmul_job *j, int64_t r0, int64_t r1)
     const struct quant_kernels *k = w->k;
     const char *wd = w->data;
     if (w->packed) { /* the kernel's own layout, tiles of gemm_mr rows from r0 */
-        int mr = k->gemm_mr, nc = k->gemm_nc;
+        int mr = k->gemm_mr, nc = quant_packed_nc(k);
         for (int64_t t = 0; t < j->T; t += nc) {
             int tn = j->T - t < nc ? (int)(j->T - t) : nc;
             const char *xr = (const char *)j->xq + (size_t)t * j->xq_row;
             for (int64_t o = r0; o < r1; o += mr) {
                 int on = r1 - o < mr ? (int)(r1 - o) : mr;
-                k->gemm_packed(w->n_in, j->y + t * w->n_out + o, (size_t)w->n_out, w->packed, o,
-                               on, xr, j->xq_row, tn);
+                float *y = j->y + t * w->n_out + o;
+                if (j->xd) {
+                    size_t xds = (size_t)w->n_in / 32;
+                    k->gemm_packed_xd(w->n_in, y, (size_t)w->n_out, w->packed, o, on, xr,
+                                      j->xq_row, j->xd + (size_t)t * xds, xds, tn);
+                } else {
+                    k->gemm_packed(w->n_in, y, (size_t)w->n_out, w->packed, o, on, xr, j->xq_row,
+                                   tn);
+                }
             }
         }
         return;
@@ -108,6 +116,7 @@ struct quant_job {
     void *xq;
     int64_t n_in;
     size_t xq_row;
+    float *xd; /* [T][n_in / 32]: the d of every Q8_0/Q8_1 block as a float, or NULL */
     int64_t T;
     const struct lora_product *lora; /* tasks T.. are its phase 1, or NULL */
 };
@@ -115,10 +124,21 @@ struct quant_job {
 static void quant_task(void *arg, int64_t t, int thread)
 {
     const struct quant_job *q = arg;
-    if (t >= q->T)
+    if (t >= q->T) {
         lora_product_p1(q->lora, t - q->T, thread);
-    else if (q->act)
-        q->act(q->x + t * q->n_in, (char *)q->xq + (size_t)t * q->xq_row, q->n_in);
+    } else if (q->act) {
+        char *row = (char *)q->xq + (size_t)t * q->xq_row;
+        q->act(q->x + t * q->n_in, row, q->n_in);
+        if (q->xd) { /* 32-element blocks headed by their fp16 d (Q8_0, Q8_1) */
+            int64_t nb = q->n_in / 32;
+            size_t bsz = q->xq_row / (size_t)nb;
+            for (int64_t b = 0; b < nb; b++) {
+                uint16_t h;
+                memcpy(&h, row + (size_t)b * bsz, sizeof h);
+                q->xd[t * nb + b] = hr_fp16_to_fp32(h);
+            }
+        }
+    }
 }
 
 /* y[T][n_out] = x[T][n_in] · Wᵀ, with x converted to the weight type's
@@ -131,10 +151,16 @@ static void matmul(struct hr_ctx *c, const struct weight *w, int64_t slot,
     const void *xq = x;
     struct lora_product lp;
     bool lora = lora_product_init(&lp, c, slot, x, y, T, row_map);
+    /* a packed tile that takes the activations' scales as floats gets them
+     * converted once here, after the rows (wdata holds 4 bytes per input) */
+    float *xd = NULL;
+    uint32_t vt = w->k->vec_dot_type;
+    if (w->packed && w->k->gemm_packed_xd && (vt == HR_TYPE_Q8_0 || vt == HR_TYPE_Q8_1))
+        xd = (float *)((char *)c->wdata + ((size_t)T * xq_row + 63) / 64 * 64);
     if (w->k->vec_dot_type != HR_TYPE_F32 || lora) {
         bool conv = w->k->vec_dot_type != HR_TYPE_F32;
         struct quant_job q = {conv ? quant_act_from_float(w->k->vec_dot_type) : NULL,
-                              x, c->wdata, w->n_in, xq_row, conv ? T : 0, lora ? &lp : NULL};
+                              x, c->wdata, w->n_in, xq_row, xd, conv ? T : 0, lora ? &lp : NULL};
         pool_run(c->pool, quant_task, &q, q.T + (lora ? lp.n_p1 : 0));
         if (conv)
             xq = c->wdata;
@@ -146,7 +172,7 @@ static void matmul(struct hr_ctx *c, const struct weight *w, int64_t slot,
     if (rows < 16)
         rows = 16;
     rows = (rows + mr - 1) / mr * mr;
-    struct matmul_job j = {w, xq, xq_row, y, T, rows, lora ? &lp : NULL};
+    struct matmul_job j = {w, xq, xq_row, xd, y, T, rows, lora ? &lp : NULL};
     pool_run(c->pool, matmul_task, &j, (w->n_out + rows - 1) / rows);
 }
 

@@ -64,6 +64,14 @@ typedef void (*quant_gemm_fn)(int64_t n, float *y, size_t ldy, const void *w, si
 typedef void (*quant_gemm_packed_fn)(int64_t n, float *y, size_t ldy, const void *wp,
                                      int64_t row0, int nr, const void *x, size_t x_stride, int nc);
 
+/* gemm_packed with the activations' block scales given as floats: xd[c *
+ * xd_stride + j] = the d of block j of activation row c (the fp16 d that
+ * heads every Q8_0/Q8_1 block, converted), which the driver converts once
+ * per product rather than every tile converting them again. */
+typedef void (*quant_gemm_packed_xd_fn)(int64_t n, float *y, size_t ldy, const void *wp,
+                                        int64_t row0, int nr, const void *x, size_t x_stride,
+                                        const float *xd, size_t xd_stride, int nc);
+
 struct quant_kernels {
     quant_to_float_fn to_float;       /* dequantize (exact for F32/F16/BF16) */
     quant_from_float_fn from_float;   /* reference quantizer (writes files; the
@@ -90,7 +98,17 @@ struct quant_kernels {
     size_t (*packed_size)(int64_t n_in, int64_t n_out);
     void (*repack)(const void *src, void *dst, int64_t n_in, int64_t n_out);
     quant_gemm_packed_fn gemm_packed;
+    /* Activation rows one gemm_packed call takes (the driver passes up to
+     * this many); 0 means gemm_nc. A kernel that unpacks a panel once for
+     * many rows (AMX) takes more than its register tile. */
+    int packed_nc;
+    quant_gemm_packed_xd_fn gemm_packed_xd; /* optional, with gemm_packed */
 };
+
+static inline int quant_packed_nc(const struct quant_kernels *k)
+{
+    return k->packed_nc ? k->packed_nc : k->gemm_nc;
+}
 
 /* The function that converts f32 activations into `type` (a vec_dot_type)
  * exactly as the reference CPU backend does before a matrix product. */

@@ -51,7 +51,7 @@ static void mm_task(void *arg, int64_t task, int thread)
     int64_t r1 = r0 + j->rows_per_task < w->n_out ? r0 + j->rows_per_task : w->n_out;
     const char *wd = w->data;
     if (w->packed || k->gemm) {
-        int mr = k->gemm_mr, nc = k->gemm_nc;
+        int mr = k->gemm_mr, nc = w->packed ? quant_packed_nc(k) : k->gemm_nc;
         for (int64_t t = 0; t < j->T; t += nc) {
             int tn = j->T - t < nc ? (int)(j->T - t) : nc;
             const char *xr = (const char *)j->xq + (size_t)t * j->xq_row;

@@ -670,7 +670,9 @@ static void check_packed(enum hr_isa isa, enum data mode)
                   hr_type_info(t)->name);
         tested++;
         uint32_t vt = r->vec_dot_type;
-        int mr = k->gemm_mr, nc = k->gemm_nc;
+        int mr = k->gemm_mr, nc = quant_packed_nc(k);
+        /* both entry points: scales read from the blocks, or given as floats */
+        for (int xd_mode = 0; xd_mode < (k->gemm_packed_xd ? 2 : 1); xd_mode++) {
         rng_seed(700 + t + 50 * mode);
         for (int64_t li = 0; li < n_lens(t); li += 3) {
             int64_t n = len_at(t, li);
@@ -688,6 +690,15 @@ static void check_packed(enum hr_isa isa, enum data mode)
                     rand_weights(t, w + (size_t)o * wrow, n, mode);
                 for (int c = 0; c < nc; c++)
                     rand_acts(vt, x + (size_t)c * xrow, n, mode);
+                /* the block scales as floats, for gemm_packed_xd */
+                float *xd = malloc((size_t)nc * (size_t)(n / 32) * sizeof *xd);
+                cr_assert(xd);
+                for (int c = 0; c < nc; c++)
+                    for (int64_t b = 0; b < n / 32; b++) {
+                        uint16_t h;
+                        memcpy(&h, x + (size_t)c * xrow + (size_t)b * (xrow / (size_t)(n / 32)), 2);
+                        xd[(size_t)c * (size_t)(n / 32) + (size_t)b] = hr_fp16_to_fp32(h);
+                    }
                 for (int c = 0; c < nc; c++)
                     for (int64_t o = 0; o < n_out; o++)
                         r->vec_dot(n, &want[(size_t)c * (size_t)n_out + (size_t)o],
@@ -701,15 +712,20 @@ static void check_packed(enum hr_isa isa, enum data mode)
                         for (int tn = 1; tn <= nc; tn++) {
                             for (size_t i = 0; i < (size_t)(nc + 1) * ldy; i++)
                                 y[i] = SENTINEL;
-                            k->gemm_packed(n, y + row0, ldy, wp, row0, nr, x, xrow, tn);
+                            if (xd_mode)
+                                k->gemm_packed_xd(n, y + row0, ldy, wp, row0, nr, x, xrow, xd,
+                                                  (size_t)(n / 32), tn);
+                            else
+                                k->gemm_packed(n, y + row0, ldy, wp, row0, nr, x, xrow, tn);
                             for (int c = 0; c <= nc; c++)
                                 for (size_t o = 0; o < ldy; o++) {
                                     float got = y[(size_t)c * ldy + o];
                                     char what[200];
                                     snprintf(what, sizeof what,
-                                             "%s %s gemm_packed n_out=%lld row0=%lld %d×%d "
+                                             "%s %s gemm_packed%s n_out=%lld row0=%lld %d×%d "
                                              "n=%lld y[%d][%zu]%s",
                                              hr_type_info(t)->name, hr_isa_name(isa),
+                                             xd_mode ? "_xd" : "",
                                              (long long)n_out, (long long)row0, nr, tn,
                                              (long long)n, c, o, data_name[mode]);
                                     if (c >= tn || o < (size_t)row0 ||
@@ -729,10 +745,12 @@ static void check_packed(enum hr_isa isa, enum data mode)
                 free(wp);
                 free(y);
                 free(want);
+                free(xd);
             }
         }
+        }
     }
-    if (isa == HR_ISA_AVX512)
+    if (isa >= HR_ISA_AVX512)
         cr_assert(tested >= 2, "AVX-512 should repack at least Q4_0 and Q8_0");
 }
 
@@ -754,4 +772,36 @@ Test(simd_legacy, packed_wide_avx512)
 Test(simd_legacy, packed_extreme_avx512)
 {
     check_packed(HR_ISA_AVX512, DATA_EXTREME);
+}
+
+/* AMX: its own prompt tiles over the AVX-512 packed layout (up to 64 tokens
+ * a call), the VNNI tile below AMX_MIN tokens; every tn from 1 is checked. */
+Test(simd_legacy, registered_amx)
+{
+    need(HR_ISA_AMX);
+    const uint32_t amx_types[] = {HR_TYPE_Q4_0, HR_TYPE_Q5_0, HR_TYPE_Q8_0};
+    for (size_t i = 0; i < 3; i++) {
+        const struct quant_kernels *k = quant_kernels_isa(amx_types[i], HR_ISA_AMX),
+                                   *v = quant_kernels_isa(amx_types[i], HR_ISA_AVX512);
+        cr_assert(k->gemm_packed && k->gemm_packed != v->gemm_packed, "%s: no AMX tile",
+                  hr_type_info(amx_types[i])->name);
+        cr_assert(quant_packed_nc(k) > k->gemm_nc);
+        /* one packed layout for both levels: decode (VNNI) and prompts share it */
+        cr_assert(k->repack == v->repack && k->packed_size == v->packed_size);
+    }
+}
+
+Test(simd_legacy, packed_amx)
+{
+    check_packed(HR_ISA_AMX, DATA_RANDOM);
+}
+
+Test(simd_legacy, packed_wide_amx)
+{
+    check_packed(HR_ISA_AMX, DATA_WIDE);
+}
+
+Test(simd_legacy, packed_extreme_amx)
+{
+    check_packed(HR_ISA_AMX, DATA_EXTREME);
 }

@@ -7,7 +7,7 @@
  * entries of a kernel table that starts as a copy of the reference one. The
  * table for the active ISA is built once, on first use, from the CPU's
  * features (cpuid; on aarch64 the auxiliary vector's HWCAP), optionally
- * capped by the environment variable HEARTH_ISA=scalar|avx2|avx512 or,
+ * capped by the environment variable HEARTH_ISA=scalar|avx2|avx512|amx or,
  * on aarch64, neon|neon-dotprod (for tests of every dispatch path and for
  * comparing speed).
  *
@@ -20,13 +20,16 @@
 
 #include "../quant.h"
 
+#include <stdbool.h>
+
 enum hr_isa {
     HR_ISA_SCALAR = 0,
     HR_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
     HR_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ + VNNI (+ BF16 when present) */
-    /* aarch64 levels come after the x86 ones (3: HR_ISA_AMX): a build only
-     * ever detects, builds and selects the levels of its own architecture,
-     * plus scalar. */
+    HR_ISA_AMX = 3,    /* AVX-512 + AMX-TILE/AMX-INT8, the kernel permitting the tile
+                          state (arch_prctl ARCH_REQ_XCOMP_PERM): prompt tiles on AMX */
+    /* aarch64 levels come after the x86 ones: a build only ever detects,
+     * builds and selects the levels of its own architecture, plus scalar. */
     HR_ISA_NEON = 4,         /* AdvSIMD, every aarch64 CPU (core/arch/arm/) */
     HR_ISA_NEON_DOTPROD = 5, /* + SDOT (ARMv8.2 dotprod, HWCAP_ASIMDDP) */
     HR_ISA_COUNT
@@ -54,5 +57,8 @@ void arch_avx512_k_init(struct quant_kernels tab[HR_TYPE_COUNT]);
  * the dotprod level then overrides the integer products. */
 void arch_neon_init(struct quant_kernels tab[HR_TYPE_COUNT]);
 void arch_neon_dotprod_init(struct quant_kernels tab[HR_TYPE_COUNT]);
+void arch_amx_legacy_init(struct quant_kernels tab[HR_TYPE_COUNT]);
+/* Asks Linux for the AMX tile state (once per process); true when granted. */
+bool arch_amx_enable(void);
 
 #endif

@@ -18,6 +18,24 @@ static bool present[HR_TYPE_COUNT];
 static enum hr_isa detected, active;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__) && defined(HEARTH_ARCH_X86)
+#include <cpuid.h>
+
+/* CPUID.(7,0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8, and the OS managing the
+ * tile state (XCR0 bits 17, 18: XTILECFG, XTILEDATA). */
+static bool amx_int8(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25)))
+        return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) /* OSXSAVE */
+        return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & (3u << 17)) == (3u << 17);
+}
+#endif
+
 #if defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMDDP
@@ -44,7 +62,7 @@ enum hr_isa hr_isa_detect(void)
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") &&
         __builtin_cpu_supports("avx2"))
-        return HR_ISA_AVX512;
+        return amx_int8() && arch_amx_enable() ? HR_ISA_AMX : HR_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return HR_ISA_AVX2; /* F16C accompanies AVX2 on every CPU that has it */
 #elif defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
@@ -56,7 +74,7 @@ enum hr_isa hr_isa_detect(void)
 
 const char *hr_isa_name(enum hr_isa isa)
 {
-    static const char *names[HR_ISA_COUNT] = {"scalar", "avx2", "avx512", "?",
+    static const char *names[HR_ISA_COUNT] = {"scalar", "avx2", "avx512", "amx",
                                                "neon",   "neon-dotprod"};
     return (unsigned)isa < HR_ISA_COUNT ? names[isa] : "?";
 }
@@ -79,6 +97,8 @@ static void build(void)
         } else if (isa == HR_ISA_AVX512) {
             arch_avx512_legacy_init(tables[isa]);
             arch_avx512_k_init(tables[isa]);
+        } else if (isa == HR_ISA_AMX) {
+            arch_amx_legacy_init(tables[isa]);
         }
 #elif defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
         if (isa == HR_ISA_NEON)
@@ -167,6 +187,9 @@ static const struct vec_kernels vec_tables[HR_ISA_COUNT] = {
                      arch_avx2_mad_f16},
     [HR_ISA_AVX512] = {arch_avx512_dot_f32, arch_avx512_mad_f32, arch_avx512_scale_f32,
                        arch_avx512_mad_f16},
+    /* AMX adds matrix tiles only: the vector primitives are AVX-512's */
+    [HR_ISA_AMX] = {arch_avx512_dot_f32, arch_avx512_mad_f32, arch_avx512_scale_f32,
+                    arch_avx512_mad_f16},
 #elif defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
     [HR_ISA_NEON] = {arch_neon_dot_f32, arch_neon_mad_f32, arch_neon_scale_f32, arch_neon_mad_f16},
     [HR_ISA_NEON_DOTPROD] = {arch_neon_dot_f32, arch_neon_mad_f32, arch_neon_scale_f32,
