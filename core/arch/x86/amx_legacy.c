@@ -87,9 +87,11 @@ static void configure(void)
 {
     if (configured) return;
     _Alignas(64) struct tilecfg cfg = {.palette = 1};
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 4; t++) {
         cfg.rows[t] = TT; /* C */
         cfg.colsb[t] = 64;
+    }
+    for (int t = 0; t < 2; t++) {
         cfg.rows[4 + t] = TT; /* A */
         cfg.colsb[4 + t] = 32;
         cfg.rows[6 + t] = 8; /* B */
@@ -200,7 +202,7 @@ X86_INLINE void amx_tiles(const enum qkind k, uint32_t type, int64_t n, float *y
     _Alignas(64) int8_t apad[BCH][TT][32]; /* A of a last tile of fewer than 16 tokens */
     _Alignas(64) float dwb[BCH][16];
     _Alignas(64) float dab[AMX_NC / TT][BCH][16]; /* d_a when xd is NULL */
-    _Alignas(64) int32_t cb[2][TT][16];
+    _Alignas(64) int32_t cb[4][TT][16];
     _Alignas(64) float accm[AMX_NC][16];
     memset(accm, 0, (size_t)ntile * TT * sizeof accm[0]);
     configure();
@@ -264,16 +266,32 @@ X86_INLINE void amx_tiles(const enum qkind k, uint32_t type, int64_t n, float *y
         _tile_stored(c, cb[c], 64);                                                                \
         epilogue(&cb[c][0][0], _mm512_load_ps(dwb[jj]), da[t], jj, mt[t], acc);                   \
     } while (0)
-            int j = 0;
-            for (; j + 1 < cnt; j += 2) {
-                AMX_DP(0, 4, 6, j);
-                AMX_DP(1, 5, 7, j + 1);
-                AMX_EPI(0, j);
-                AMX_EPI(1, j + 1);
+            /* pairs of blocks, the tile products of the next pair issued
+             * before the epilogue of the current one (C sets tmm0/1, tmm2/3) */
+            const int npair = cnt / 2;
+            if (npair > 0) {
+                AMX_DP(0, 4, 6, 0);
+                AMX_DP(1, 5, 7, 1);
             }
-            if (j < cnt) {
-                AMX_DP(0, 4, 6, j);
-                AMX_EPI(0, j);
+            for (int p = 0; p < npair; p += 2) {
+                if (p + 1 < npair) {
+                    AMX_DP(2, 4, 6, 2 * p + 2);
+                    AMX_DP(3, 5, 7, 2 * p + 3);
+                }
+                AMX_EPI(0, 2 * p);
+                AMX_EPI(1, 2 * p + 1);
+                if (p + 1 < npair) {
+                    if (p + 2 < npair) {
+                        AMX_DP(0, 4, 6, 2 * p + 4);
+                        AMX_DP(1, 5, 7, 2 * p + 5);
+                    }
+                    AMX_EPI(2, 2 * p + 2);
+                    AMX_EPI(3, 2 * p + 3);
+                }
+            }
+            if (cnt % 2) {
+                AMX_DP(0, 4, 6, cnt - 1);
+                AMX_EPI(0, cnt - 1);
             }
 #undef AMX_DP
 #undef AMX_EPI
