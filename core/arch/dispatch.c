@@ -79,6 +79,9 @@ const char *hr_isa_name(enum hr_isa isa)
     return (unsigned)isa < HR_ISA_COUNT ? names[isa] : "?";
 }
 
+/* the vec.h tables (below), completed by vec_ops_init in build() */
+static struct vec_kernels vec_tables[HR_ISA_COUNT];
+
 static void build(void)
 {
     for (uint32_t t = 0; t < HR_TYPE_COUNT; t++) {
@@ -99,6 +102,7 @@ static void build(void)
             arch_avx512_k_init(tables[isa]);
         } else if (isa == HR_ISA_AMX) {
             arch_amx_legacy_init(tables[isa]);
+            arch_amx_k_init(tables[isa]);
         }
 #elif defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
         if (isa == HR_ISA_NEON)
@@ -107,6 +111,8 @@ static void build(void)
             arch_neon_dotprod_init(tables[isa]);
 #endif
     }
+    for (int isa = 0; isa <= (int)detected; isa++)
+        vec_ops_init(&vec_tables[isa], isa);
     active = detected;
     const char *cap = getenv("HEARTH_ISA");
     if (cap) {
@@ -180,7 +186,7 @@ static void scalar_mad_f16(float *y, const uint16_t *x, float v, int64_t n)
         y[i] = fmaf(hr_fp16_to_fp32(x[i]), v, y[i]);
 }
 
-static const struct vec_kernels vec_tables[HR_ISA_COUNT] = {
+static struct vec_kernels vec_tables[HR_ISA_COUNT] = {
     [HR_ISA_SCALAR] = {scalar_dot_f32, scalar_mad_f32, scalar_scale_f32, scalar_mad_f16},
 #if defined(__x86_64__) && defined(HEARTH_ARCH_X86)
     [HR_ISA_AVX2] = {arch_avx2_dot_f32, arch_avx2_mad_f32, arch_avx2_scale_f32,
