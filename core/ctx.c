@@ -129,7 +129,7 @@ int hr_ctx_new(struct hr_model *m, const struct hr_ctx_params *params, struct hr
     if (n_ff > max_in)
         max_in = n_ff;
     c->wdata_size = T * max_in * 4 + 4096;
-    size_t per_thread = (size_t)(2 * hp->n_head / hp->n_head_kv) + hd;
+    size_t per_thread = forward_scratch_floats(hp);
     if ((rc = seq_alloc(c, c->n_ctx, &c->seq0)) < 0)
         goto fail;
     rc = -ENOMEM;

@@ -67,7 +67,7 @@ struct hr_ctx {
     float *tmp;  /* [T][n_embd] */
     float *g;    /* [T][n_ff] */
     float *u;    /* [T][n_ff] */
-    float *scores; /* per thread: running max and sum per head, a V row */
+    float *scores; /* per pool thread: forward_scratch_floats() of attention scratch */
     void *wdata;   /* quantized activations */
     size_t wdata_size;
     float *rope_cos, *rope_sin; /* [T][n_rot/2] for the current pass */
@@ -99,5 +99,7 @@ struct hr_ctx {
  * was (KV rows past n_past may have been overwritten; logits are garbage).
  * Allocates nothing. */
 int forward_pass(struct hr_ctx *c, int32_t T);
+/* Floats of scratch (ctx->scores) forward_pass needs per pool thread. */
+size_t forward_scratch_floats(const struct hparams *hp);
 
 #endif

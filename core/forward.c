@@ -25,6 +25,10 @@
  * (after RoPE) and for V, f32 — the precision the reference data were
  * produced with — or f16.
  *
+ * Between the products, the elementwise steps run in parallel over rows
+ * and attention over tiles of query heads (both below): the vec.h ops of
+ * the active ISA level.
+ *
  * forward_pass allocates nothing: the context was sized for n_batch rows.
  */
 #include "ctx.h"
@@ -176,27 +180,115 @@ static void matmul(struct hr_ctx *c, const struct weight *w, int64_t slot,
     pool_run(c->pool, matmul_task, &j, (w->n_out + rows - 1) / rows);
 }
 
-/* ---- elementwise ops ------------------------------------------------------------- */
+/* ---- per-row steps ----------------------------------------------------------------- */
 
-/* out = x / sqrt(mean(x²) + eps) ⊙ w, the sum of squares in double as ggml does */
-static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
+/* Everything between the products runs as pool runs over chunks of rows,
+ * each row computed from itself alone (vec.h ops, the same on every row):
+ *   ATTN_IN  [x += tmp, the previous layer's FFN output;] xn = RMSNorm(x)⊙attn_norm
+ *   QKV      q,k,v += biases; qwen3's per-head norms; RoPE on q and k; k, v
+ *            stored at the row's position in its sequence's cache
+ *   FFN_IN   tmp += bo; x += tmp; xn = RMSNorm(x)⊙ffn_norm
+ *   FFN_MID  g = silu(g)⊙u
+ *   OUT      the kept rows only: [x += tmp;] xn[i] = RMSNorm(x)⊙output_norm */
+enum step { STEP_ATTN_IN, STEP_QKV, STEP_FFN_IN, STEP_FFN_MID, STEP_OUT };
+
+struct step_job {
+    struct hr_ctx *c;
+    const struct layer *l; /* NULL for STEP_OUT */
+    int64_t il;
+    enum step kind;
+    bool resid;       /* STEP_ATTN_IN: add tmp to x first */
+    int64_t n_rows;   /* T, or n_out for STEP_OUT */
+    int64_t per_task; /* rows per task */
+};
+
+static void step_row(const struct step_job *j, int64_t t)
 {
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        sum += (double)(x[i] * x[i]);
-    float mean = (float)(sum / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
-    for (int64_t i = 0; i < n; i++)
-        out[i] = (x[i] * scale) * w[i];
+    struct hr_ctx *c = j->c;
+    const struct hparams *hp = &c->model->hp;
+    const struct vec_kernels *vk = c->vec;
+    const struct layer *l = j->l;
+    int64_t n_embd = hp->n_embd, hd = hp->head_dim;
+    int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd, n_ff = hp->n_ff;
+    float *x = c->x + t * n_embd, *xn = c->xn + t * n_embd, *tmp = c->tmp + t * n_embd;
+    switch (j->kind) {
+    case STEP_ATTN_IN:
+        if (j->resid)
+            vk->add_f32(x, tmp, n_embd);
+        vk->rmsnorm_f32(xn, x, l->attn_norm, n_embd, hp->eps);
+        break;
+    case STEP_QKV: {
+        float *q = c->q + t * n_q, *k = c->k + t * n_kv, *v = c->v + t * n_kv;
+        if (l->bq)
+            vk->add_f32(q, l->bq, n_q);
+        if (l->bk)
+            vk->add_f32(k, l->bk, n_kv);
+        if (l->bv)
+            vk->add_f32(v, l->bv, n_kv);
+        if (l->q_norm) {
+            for (int64_t h = 0; h < hp->n_head; h++)
+                vk->rmsnorm_f32(q + h * hd, q + h * hd, l->q_norm, hd, hp->eps);
+            for (int64_t h = 0; h < hp->n_head_kv; h++)
+                vk->rmsnorm_f32(k + h * hd, k + h * hd, l->k_norm, hd, hp->eps);
+        }
+        int64_t n_half = hp->n_rot / 2;
+        const float *cs = c->rope_cos + t * n_half, *sn = c->rope_sin + t * n_half;
+        bool neox = hp->rope_mode == ROPE_NEOX;
+        for (int64_t h = 0; h < hp->n_head; h++)
+            vk->rope_f32(q + h * hd, cs, sn, n_half, neox);
+        for (int64_t h = 0; h < hp->n_head_kv; h++)
+            vk->rope_f32(k + h * hd, cs, sn, n_half, neox);
+        /* the row's K and V at its position (n_past itself moves only when
+         * the whole pass has run) */
+        struct hr_seq *sq = c->items[c->row_item[t]].seq;
+        size_t off = (size_t)((j->il * sq->n_ctx + c->row_pos[t]) * n_kv);
+        if (c->kv_f16) {
+            vk->f32_to_f16(sq->k16 + off, k, n_kv);
+            vk->f32_to_f16(sq->v16 + off, v, n_kv);
+        } else {
+            memcpy(sq->k_cache + off, k, (size_t)n_kv * sizeof(float));
+            memcpy(sq->v_cache + off, v, (size_t)n_kv * sizeof(float));
+        }
+        break;
+    }
+    case STEP_FFN_IN:
+        if (l->bo)
+            vk->add_f32(tmp, l->bo, n_embd);
+        vk->add_f32(x, tmp, n_embd);
+        vk->rmsnorm_f32(xn, x, l->ffn_norm, n_embd, hp->eps);
+        break;
+    case STEP_FFN_MID:
+        vk->swiglu_f32(c->g + t * n_ff, c->u + t * n_ff, n_ff);
+        break;
+    case STEP_OUT: {
+        int64_t r = c->out_rows[t];
+        if (j->resid)
+            vk->add_f32(c->x + r * n_embd, c->tmp + r * n_embd, n_embd);
+        vk->rmsnorm_f32(xn, c->x + r * n_embd, c->model->output_norm, n_embd, hp->eps);
+        break;
+    }
+    }
 }
 
-static void add_bias(float *y, const float *b, int64_t T, int64_t n)
+static void step_task(void *arg, int64_t task, int thread)
 {
-    if (!b)
-        return;
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t i = 0; i < n; i++)
-            y[t * n + i] += b[i];
+    (void)thread;
+    const struct step_job *j = arg;
+    int64_t t1 = (task + 1) * j->per_task < j->n_rows ? (task + 1) * j->per_task : j->n_rows;
+    for (int64_t t = task * j->per_task; t < t1; t++)
+        step_row(j, t);
+}
+
+static void step(struct hr_ctx *c, const struct layer *l, int64_t il, enum step kind, bool resid,
+                 int64_t n_rows)
+{
+    /* about 4 tasks per thread; a single row (decode) runs in the caller */
+    int64_t n_tasks = (int64_t)pool_size(c->pool) * 4;
+    int64_t per = (n_rows + n_tasks - 1) / n_tasks;
+    if (per < 1)
+        per = 1;
+    struct step_job j = {c, l, il, kind, resid, n_rows, per};
+    pool_run(c->pool, step_task, &j, (n_rows + per - 1) / per);
 }
 
 /* cos/sin tables for the positions of the pass's rows (FORMATS.md §4.4):
@@ -239,148 +331,94 @@ static void rope_tables(struct hr_ctx *c, int64_t T)
     }
 }
 
-/* Rotates every head of x[T][n_heads*head_dim] in place. */
-static void rope_apply(struct hr_ctx *c, float *x, int64_t T, int64_t n_heads)
-{
-    const struct hparams *hp = &c->model->hp;
-    int64_t hd = hp->head_dim, n_half = hp->n_rot / 2;
-    for (int64_t t = 0; t < T; t++) {
-        const float *cs = c->rope_cos + t * n_half, *sn = c->rope_sin + t * n_half;
-        for (int64_t h = 0; h < n_heads; h++) {
-            float *v = x + (t * n_heads + h) * hd;
-            for (int64_t i = 0; i < n_half; i++) {
-                int64_t i0 = hp->rope_mode == ROPE_NEOX ? i : 2 * i;
-                int64_t i1 = hp->rope_mode == ROPE_NEOX ? i + n_half : 2 * i + 1;
-                float x0 = v[i0], x1 = v[i1];
-                v[i0] = x0 * cs[i] - x1 * sn[i];
-                v[i1] = x0 * sn[i] + x1 * cs[i];
-            }
-        }
-    }
-}
-
 /* ---- attention ----------------------------------------------------------------------- */
 
-/* The attention task is compiled for several ISA levels and picked at load
- * time (GCC function multiversioning) for its own loops; the f32 dot
- * products, multiply-adds and scalings come from arch/vec.h, which sum in
- * the reference's order on every path. The F16-cache dot uses 16 partial
- * sums so the compiler can vectorize it without -ffast-math. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__gnu_linux__)
-#define HR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define HR_CLONES
-#endif
-
-__attribute__((always_inline)) static inline float dot_f16(const float *a, const fp16 *b,
-                                                         int64_t n)
-{
-    float acc[16] = {0};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int l = 0; l < 16; l++)
-            acc[l] += a[i + l] * quant_f16_to_f32(b[i + l]);
-    float s = 0.0f;
-    for (; i < n; i++)
-        s += a[i] * quant_f16_to_f32(b[i]);
-    for (int l = 0; l < 16; l++)
-        s += acc[l];
-    return s;
-}
-
+/* Attention runs in tiles (vec.h attn_tile): the query heads that share a
+ * KV head (GQA) of a few consecutive rows, as many as the level's tile has
+ * lanes, against blocks of the cached keys — each K and V row is read once
+ * per tile instead of once per query head and row. A row attends to its own
+ * sequence's cache, positions 0..pos (its own position; the rows of other
+ * sequences are never seen). A tile's rows may belong to several sequences
+ * (the items of a batch): it is then cut at their boundaries, one kernel
+ * call per sequence. A lane's result does not depend on its tile (vec.h), so
+ * a row gets the same bits alone, in a decode step or in a prompt. */
 struct attn_job {
     struct hr_ctx *c;
-    int64_t layer;
+    int64_t il, T;
+    int64_t rows_per_tile, n_tiles;
+    int64_t heads_per_tile, head_tiles; /* the group's query heads, in tiles of lanes */
 };
 
-/* One task = one (row, KV head): the query heads that share the KV head
- * (GQA) are handled together, so each cached key and value row is read once
- * for all of them. The row attends to its own sequence's cache, positions
- * 0..pos (pos = its own position; rows of other sequences in the pass are
- * never seen). Per query head h, with an online softmax over p = 0..pos
- * (the reference's flash-attention order):
- *   s = (q_h·k_p)/√d; if s > M: rescale o by e^(M−s), M = s, w = 1
- *   else w = e^(s−M);  o += w·v_p;  S = S·rescale + w;   finally o /= S. */
-HR_CLONES
+/* Floats of c->scores per pool thread. */
+size_t forward_scratch_floats(const struct hparams *hp)
+{
+    return vec_attn_scratch(hp->head_dim);
+}
+
+/* Task = (tile of rows, KV head, part of its query heads). The tiles of the
+ * last rows come first: with a causal mask they have the most keys, and
+ * taking the longest tasks first balances the threads. */
 static void attn_task(void *arg, int64_t task, int thread)
 {
     const struct attn_job *j = arg;
     struct hr_ctx *c = j->c;
     const struct hparams *hp = &c->model->hp;
-    int64_t hd = hp->head_dim, n_kv = hp->n_head_kv * hd;
-    int64_t group = hp->n_head / hp->n_head_kv;
-    int64_t t = task / hp->n_head_kv, kvh = task % hp->n_head_kv;
-    const struct hr_seq *sq = c->items[c->row_item[t]].seq;
-    int64_t n_pos = (int64_t)c->row_pos[t] + 1;
-    size_t base = (size_t)(j->layer * (int64_t)sq->n_ctx * n_kv + kvh * hd);
-    float *ms = c->scores + (int64_t)thread * (2 * group + hd); /* M, S per head */
-    float *vrow = ms + 2 * group;                               /* [hd] */
-    float scale = 1.0f / sqrtf((float)hd);
-    const struct vec_kernels *vk = c->vec;
-    const float *q0 = c->q + (t * hp->n_head + kvh * group) * hd;
-    float *o0 = c->att + (t * hp->n_head + kvh * group) * hd;
+    int64_t hd = hp->head_dim, n_kv = hp->n_head_kv * hd, group = hp->n_head / hp->n_head_kv;
+    int64_t kvh = task % hp->n_head_kv, rest = task / hp->n_head_kv;
+    int64_t g0 = (rest % j->head_tiles) * j->heads_per_tile;
+    int64_t g1 = g0 + j->heads_per_tile < group ? g0 + j->heads_per_tile : group;
+    int64_t tile = j->n_tiles - 1 - rest / j->head_tiles;
+    int64_t t0 = tile * j->rows_per_tile, t_end = t0 + j->rows_per_tile;
+    if (t_end > j->T)
+        t_end = j->T;
 
-    for (int64_t g = 0; g < group; g++) {
-        ms[2 * g] = -INFINITY;
-        ms[2 * g + 1] = 0.0f;
-        for (int64_t i = 0; i < hd; i++)
-            o0[g * hd + i] = 0.0f;
-    }
-    for (int64_t p = 0; p < n_pos; p++) {
-        size_t off = base + (size_t)(p * n_kv);
-        const float *v;
-        if (c->kv_f16) {
-            for (int64_t i = 0; i < hd; i++)
-                vrow[i] = quant_f16_to_f32(sq->v16[off + i]);
-            v = vrow;
-        } else {
-            v = sq->v_cache + off;
-        }
-        for (int64_t g = 0; g < group; g++) {
-            float s = (c->kv_f16 ? dot_f16(q0 + g * hd, sq->k16 + off, hd)
-                                 : vk->dot_f32(q0 + g * hd, sq->k_cache + off, hd)) *
-                      scale;
-            float *o = o0 + g * hd, m_old = ms[2 * g], rescale = 1.0f, w = 1.0f;
-            if (s > m_old) {
-                ms[2 * g] = s;
-                rescale = expf(m_old - s);
-                vk->scale_f32(o, rescale, hd);
-            } else {
-                w = expf(s - m_old);
+    const float *q[VEC_ATTN_LANES];
+    float *o[VEC_ATTN_LANES];
+    int32_t last[VEC_ATTN_LANES];
+    while (t0 < t_end) { /* one call per sequence */
+        const struct fwd_item *it = &c->items[c->row_item[t0]];
+        int64_t t1 = it->row0 + it->n < t_end ? it->row0 + it->n : t_end;
+        int n = 0;
+        for (int64_t t = t0; t < t1; t++)
+            for (int64_t g = g0; g < g1; g++, n++) {
+                int64_t off = (t * hp->n_head + kvh * group + g) * hd;
+                q[n] = c->q + off;
+                o[n] = c->att + off;
+                last[n] = c->row_pos[t];
             }
-            vk->mad_f32(o, v, w, hd);
-            ms[2 * g + 1] = ms[2 * g + 1] * rescale + w;
-        }
-    }
-    for (int64_t g = 0; g < group; g++) {
-        float inv = ms[2 * g + 1] == 0.0f ? 0.0f : 1.0f / ms[2 * g + 1];
-        for (int64_t i = 0; i < hd; i++)
-            o0[g * hd + i] *= inv;
+        const struct hr_seq *sq = it->seq;
+        size_t base = (size_t)(j->il * (int64_t)sq->n_ctx * n_kv + kvh * hd);
+        struct vec_attn a = {
+            .n = n,
+            .hd = hd,
+            .q = q,
+            .o = o,
+            .last = last,
+            .k = c->kv_f16 ? (const void *)(sq->k16 + base) : (const void *)(sq->k_cache + base),
+            .v = c->kv_f16 ? (const void *)(sq->v16 + base) : (const void *)(sq->v_cache + base),
+            .stride = n_kv,
+            .f16 = c->kv_f16,
+            .scale = 1.0f / sqrtf((float)hd),
+            .scratch = c->scores + (size_t)thread * forward_scratch_floats(hp),
+        };
+        c->vec->attn_tile(&a);
+        t0 = t1;
     }
 }
 
-/* Writes the pass's K and V rows [T][n_kv] to layer il of each item's
- * sequence, at the positions n_past .. n_past+n−1 (n_past itself moves only
- * when the whole pass has run). */
-static void kv_store(struct hr_ctx *c, int64_t il)
+static void attention(struct hr_ctx *c, int64_t il, int64_t T)
 {
-    int64_t n_kv = c->model->hp.n_head_kv * c->model->hp.head_dim;
-    for (int32_t i = 0; i < c->n_items; i++) {
-        const struct fwd_item *it = &c->items[i];
-        struct hr_seq *sq = it->seq;
-        size_t off = (size_t)((il * sq->n_ctx + sq->n_past) * n_kv), n = (size_t)(it->n * n_kv);
-        const float *k = c->k + (size_t)it->row0 * (size_t)n_kv;
-        const float *v = c->v + (size_t)it->row0 * (size_t)n_kv;
-        if (c->kv_f16) {
-            for (size_t e = 0; e < n; e++) {
-                sq->k16[off + e] = quant_f32_to_f16(k[e]);
-                sq->v16[off + e] = quant_f32_to_f16(v[e]);
-            }
-        } else {
-            memcpy(sq->k_cache + off, k, n * sizeof(float));
-            memcpy(sq->v_cache + off, v, n * sizeof(float));
-        }
+    const struct hparams *hp = &c->model->hp;
+    int64_t lanes = c->vec->attn_lanes, group = hp->n_head / hp->n_head_kv;
+    struct attn_job j = {c, il, T, 1, T, group, 1};
+    if (group <= lanes) {
+        j.rows_per_tile = lanes / group;
+        j.n_tiles = (T + j.rows_per_tile - 1) / j.rows_per_tile;
+    } else {
+        j.heads_per_tile = lanes;
+        j.head_tiles = (group + lanes - 1) / lanes;
     }
+    pool_run(c->pool, attn_task, &j, j.n_tiles * j.head_tiles * hp->n_head_kv);
 }
 
 /* ---- one pass ------------------------------------------------------------------------- */
@@ -394,8 +432,7 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
 {
     const struct hr_model *m = c->model;
     const struct hparams *hp = &m->hp;
-    int64_t T = n_rows, n_embd = hp->n_embd, hd = hp->head_dim;
-    int64_t n_q = hp->n_head * hd, n_kv = hp->n_head_kv * hd, n_ff = hp->n_ff;
+    int64_t T = n_rows, n_embd = hp->n_embd;
 
     /* embeddings: dequantized rows, no scaling */
     const struct quant_kernels *ek = m->tok_embd.k;
@@ -410,53 +447,28 @@ int forward_pass(struct hr_ctx *c, int32_t n_rows)
         if (aborted(c))
             return -ECANCELED;
         const struct layer *l = &m->layers[il];
-        for (int64_t t = 0; t < T; t++)
-            rmsnorm(c->xn + t * n_embd, c->x + t * n_embd, l->attn_norm, n_embd, hp->eps);
+        step(c, l, il, STEP_ATTN_IN, il > 0, T);
         matmul(c, &l->wq, LORA_SLOT(il, LORA_Q), NULL, c->xn, c->q, T);
         matmul(c, &l->wk, LORA_SLOT(il, LORA_K), NULL, c->xn, c->k, T);
         matmul(c, &l->wv, LORA_SLOT(il, LORA_V), NULL, c->xn, c->v, T);
-        add_bias(c->q, l->bq, T, n_q);
-        add_bias(c->k, l->bk, T, n_kv);
-        add_bias(c->v, l->bv, T, n_kv);
-        if (l->q_norm) {
-            for (int64_t r = 0; r < T * hp->n_head; r++)
-                rmsnorm(c->q + r * hd, c->q + r * hd, l->q_norm, hd, hp->eps);
-            for (int64_t r = 0; r < T * hp->n_head_kv; r++)
-                rmsnorm(c->k + r * hd, c->k + r * hd, l->k_norm, hd, hp->eps);
-        }
-        rope_apply(c, c->q, T, hp->n_head);
-        rope_apply(c, c->k, T, hp->n_head_kv);
-        kv_store(c, il);
-
-        struct attn_job aj = {c, il};
-        pool_run(c->pool, attn_task, &aj, T * hp->n_head_kv);
-
+        step(c, l, il, STEP_QKV, false, T);
+        attention(c, il, T);
         matmul(c, &l->wo, LORA_SLOT(il, LORA_O), NULL, c->att, c->tmp, T);
-        add_bias(c->tmp, l->bo, T, n_embd);
-        for (int64_t i = 0; i < T * n_embd; i++)
-            c->x[i] += c->tmp[i];
-
-        for (int64_t t = 0; t < T; t++)
-            rmsnorm(c->xn + t * n_embd, c->x + t * n_embd, l->ffn_norm, n_embd, hp->eps);
+        step(c, l, il, STEP_FFN_IN, false, T);
         matmul(c, &l->gate, LORA_SLOT(il, LORA_GATE), NULL, c->xn, c->g, T);
         matmul(c, &l->up, LORA_SLOT(il, LORA_UP), NULL, c->xn, c->u, T);
-        for (int64_t i = 0; i < T * n_ff; i++) {
-            float gv = c->g[i];
-            c->g[i] = gv / (1.0f + expf(-gv)) * c->u[i];
-        }
+        step(c, l, il, STEP_FFN_MID, false, T);
         matmul(c, &l->down, LORA_SLOT(il, LORA_DOWN), NULL, c->g, c->tmp, T);
-        for (int64_t i = 0; i < T * n_embd; i++)
-            c->x[i] += c->tmp[i];
     }
     if (aborted(c))
         return -ECANCELED;
 
-    /* the output head, on the kept rows only */
-    for (int32_t i = 0; i < c->n_out; i++)
-        rmsnorm(c->xn + (int64_t)i * n_embd, c->x + (int64_t)c->out_rows[i] * n_embd,
-                m->output_norm, n_embd, hp->eps);
+    /* the last FFN's residual and the output head, on the kept rows only */
+    step(c, NULL, hp->n_layer, STEP_OUT, hp->n_layer > 0, c->n_out);
     matmul(c, &m->output, LORA_SLOT_OUTPUT, c->out_rows, c->xn, c->logits, c->n_out);
-    add_bias(c->logits, m->output_bias, c->n_out, hp->n_vocab);
+    if (m->output_bias)
+        for (int32_t i = 0; i < c->n_out; i++)
+            c->vec->add_f32(c->logits + (int64_t)i * hp->n_vocab, m->output_bias, hp->n_vocab);
     for (int32_t i = 0; i < c->n_items; i++)
         c->items[i].seq->n_past += c->items[i].n;
     return 0;
