@@ -11,7 +11,8 @@
 # llama.cpp numbers come from another CPU).
 #
 # Environment: THREADS (2), REPS (3), BUILD, MODELS, OUT (paths), REGEN,
-# WAIT_IDLE (600: seconds to wait for idle CPUs), BENCH_TABLE (below).
+# WAIT_IDLE (600: seconds to wait for idle CPUs before the limits; before
+# each model 300, or WAIT_IDLE if less), BENCH_TABLE (below).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +34,7 @@ llama-3.2-1b q4_k_m 201 43
 smollm2-135m q8_0 1053 178'}
 REF_CPU='AMD Zen 5'
 REF_READ_GBS=44.5    # DRAM read bandwidth, 2 threads
-REF_INT8_GOPS=2080   # int8 VNNI peak, 2 threads
+REF_INT8_GOPS=2080   # int8 VNNI peak, 2 threads (no AMX on that CPU)
 REF_FP32_GFLOPS=524  # fp32 FMA peak, 2 threads
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -62,10 +63,11 @@ RES=$(mktemp -d)
 trap 'rm -rf "$RES"' EXIT
 # Other processes skew every figure: before the limits and before each model,
 # wait until the CPUs have been at least 90% idle for 5 s (at most WAIT_IDLE s
-# the first time, 300 s later); and a model whose tokens/s vary by more than
+# the first time, 300 s (or WAIT_IDLE if less) later); and a model whose tokens/s vary by more than
 # 10% (sd / mean), or during whose run other processes took more than 5% of
 # the CPU time, was disturbed: run it again, up to 5 times in all.
 WAIT_IDLE=${WAIT_IDLE:-600}
+WAIT_MODEL=$((WAIT_IDLE < 300 ? WAIT_IDLE : 300))
 cpu_busy() { # percent of CPU time not idle over the next 5 s
     a=$(awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8, $5 + $6 }' /proc/stat)
     sleep 5
@@ -119,7 +121,7 @@ say "measuring the machine's limits"
 echo "$TABLE" | while read -r shape mix pp tg; do
     f="$MODELS/$shape-$mix.gguf"
     for attempt in 1 2 3 4 5; do
-        wait_idle 300
+        wait_idle "$WAIT_MODEL"
         say "bench $shape $mix (attempt $attempt)"
         other=$(run_measured "$RES/$shape-$mix.jsonl" "$HEARTH" bench -m "$f" --json \
             -t "$THREADS" -r "$REPS" -p 128 -n 64)
@@ -146,6 +148,17 @@ fi
 L3=$(awk '/K$/ { printf "%g MiB", $1 / 1024; next } { print }' \
     /sys/devices/system/cpu/cpu0/cache/index3/size 2>/dev/null || echo unknown)
 ISA=$(awk -F'"isa": "' 'NF > 1 { split($2, a, "\""); print a[1]; exit }' "$RES"/*-*.jsonl)
+# AMX-INT8 tiles on this machine: `--limits` measured their peak (else 0)
+if awk -F'"amx_int8_gops": ' 'NF > 1 && $2 + 0 > 0 { found = 1 } END { exit !found }' \
+    "$RES/limits.jsonl"; then
+    AMX=1
+    AMX_HEAD=' AMX int8 GOP/s |'
+    AMX_RULE=' ---: |'
+    AMX_METHOD='
+and the peak of its AMX int8 tiles (independent TDPBSSD chains on 16 × 16 int32 tiles, K = 64 bytes)'
+else
+    AMX=0 AMX_HEAD='' AMX_RULE='' AMX_METHOD=''
+fi
 
 {
 cat <<EOF
@@ -171,26 +184,28 @@ real file (the output is nonsense). llama.cpp's figures are for the real models.
 - CPU: $CPU, $NCPU logical CPUs, last-level cache $L3 (as the kernel reports it); hearth's
   kernels: \`$ISA\`
 - llama.cpp's figures were measured on another machine ($REF_CPU, 2 threads: DRAM read
-  ≈ $REF_READ_GBS GB/s, int8 VNNI peak ≈ $REF_INT8_GOPS GOP/s, fp32 ≈ $REF_FP32_GFLOPS GFLOP/s). Raw
+  ≈ $REF_READ_GBS GB/s, int8 VNNI peak ≈ $REF_INT8_GOPS GOP/s, fp32 ≈ $REF_FP32_GFLOPS GFLOP/s; no AMX). Raw
   tokens/s are therefore not directly comparable; **the fraction of each machine's own limits
   is.**
 
 Limits of this machine, measured by \`hearth bench --limits -t $THREADS\` (cli/limits.c:
 stream-read of a 2 GiB buffer with 256-bit loads; int8 multiply-add peak with independent
-vpdpbusd or pmaddubsw chains; fp32 FMA peak; a multiply-add counts as 2 operations):
+vpdpbusd or pmaddubsw chains; fp32 FMA peak; a multiply-add counts as 2 operations)$AMX_METHOD:
 
-| threads | DRAM read GB/s | int8 GOP/s | fp32 GFLOP/s |
-| ---: | ---: | ---: | ---: |
+| threads | DRAM read GB/s | int8 GOP/s | fp32 GFLOP/s |$AMX_HEAD
+| ---: | ---: | ---: | ---: |$AMX_RULE
 EOF
-awk '
+awk -v amx="$AMX" '
 function jget(line, key,    pat, i, s) {
     pat = "\"" key "\": "; i = index(line, pat); if (!i) return "";
     s = substr(line, i + length(pat));
     if (substr(s, 1, 1) == "\"") { s = substr(s, 2); return substr(s, 1, index(s, "\"") - 1) }
     match(s, /^[-0-9.eE+]+|^null/); return substr(s, 1, RLENGTH)
 }
-{ printf "| %s | %.1f | %.0f (%s) | %.0f (%s) |\n", jget($0, "threads"), jget($0, "read_gbs"),
-         jget($0, "int8_gops"), jget($0, "int8_kernel"), jget($0, "fp32_gflops"), jget($0, "fp32_kernel") }
+{ printf "| %s | %.1f | %.0f (%s) | %.0f (%s) |", jget($0, "threads"), jget($0, "read_gbs"),
+         jget($0, "int8_gops"), jget($0, "int8_kernel"), jget($0, "fp32_gflops"), jget($0, "fp32_kernel")
+  if (amx) printf " %.0f (tdpbssd) |", jget($0, "amx_int8_gops")
+  printf "\n" }
 ' "$RES/limits.jsonl"
 
 cat <<EOF
@@ -247,8 +262,13 @@ read per token: every tensor; the embeddings are tied, so token_embd is the outp
 tokens/s, against DRAM read bandwidth. llama.cpp's fractions use the same per-token work (the
 same shapes and type mixes) with its own tokens/s and its machine's limits.
 
-| model shape | type | hearth pp GOP/s | of int8 peak | llama.cpp pp GOP/s | of its int8 peak | hearth tg GB/s | of read BW | llama.cpp tg GB/s | of its read BW |
-| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+The int8 peak is that of the vector units (VNNI): issue 3's yardstick for prompt processing, and
+the one llama.cpp's figures are measured against. On a CPU with AMX the matrix tiles could do
+several times more, and "of AMX peak" is hearth's share of what the silicon could do (— where
+a machine has no AMX, as llama.cpp's has not).
+
+| model shape | type | hearth pp GOP/s | of int8 peak | of AMX peak | llama.cpp pp GOP/s | of its int8 peak | of its AMX peak | hearth tg GB/s | of read BW | llama.cpp tg GB/s | of its read BW |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 EOF
 echo "$TABLE" | while read -r shape mix pp tg; do
     awk -v shape="$shape" -v lpp="$pp" -v ltg="$tg" -v rbw="$REF_READ_GBS" -v ri8="$REF_INT8_GOPS" -v rf32="$REF_FP32_GFLOPS" '
@@ -259,14 +279,16 @@ function jget(line, key,    pat, i, s) {
     match(s, /^[-0-9.eE+]+|^null/); return substr(s, 1, RLENGTH)
 }
 jget($0, "test") ~ /^pp/ { pm = jget($0, "tokens_per_second"); gop = jget($0, "gop_per_second");
-                           pf = jget($0, "limit_fraction"); plim = jget($0, "limit"); type = jget($0, "type") }
+                           pf = jget($0, "limit_fraction"); plim = jget($0, "limit"); type = jget($0, "type")
+                           af = jget($0, "amx_limit_fraction") }
 jget($0, "test") ~ /^tg/ { tm = jget($0, "tokens_per_second"); gbs = jget($0, "gbytes_per_second");
                            tf = jget($0, "limit_fraction"); bytes = jget($0, "read_bytes_per_token") }
 END {
     lgop = gop / pm * lpp; lgbs = bytes * ltg * 1e-9
     ref = plim == "int8_gops" ? ri8 : rf32
-    printf "| %s | %s | %.0f | %.1f%% | %.0f | %.1f%% | %.1f | %.1f%% | %.1f | %.1f%% |\n",
-           shape, type, gop, 100 * pf, lgop, 100 * lgop / ref, gbs, 100 * tf, lgbs, 100 * lgbs / rbw
+    amx = af == "" ? "—" : sprintf("%.1f%%", 100 * af)
+    printf "| %s | %s | %.0f | %.1f%% | %s | %.0f | %.1f%% | — | %.1f | %.1f%% | %.1f | %.1f%% |\n",
+           shape, type, gop, 100 * pf, amx, lgop, 100 * lgop / ref, gbs, 100 * tf, lgbs, 100 * lgbs / rbw
 }
 ' "$RES/$shape-$mix.jsonl"
 done

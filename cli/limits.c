@@ -11,14 +11,20 @@
  *    to saturate the memory system; the sums keep the loads alive);
  *  - int8 peak: 16 independent accumulators of vpdpbusd (AVX-512 VNNI),
  *    else pmaddubsw + pmaddwd + paddd (AVX2), over operands in registers;
- *  - fp32 peak: 16 independent FMA chains (AVX-512, else AVX2+FMA).
+ *  - fp32 peak: 16 independent FMA chains (AVX-512, else AVX2+FMA);
+ *  - AMX int8 peak (when hr_isa_detect() says AMX: the CPU has AMX-INT8 and
+ *    Linux granted the tile state): 4 independent chains of TDPBSSD, each
+ *    accumulating 16 × 16 int32 from tiles of K = 64 bytes held in tile
+ *    registers (2 A × 2 B, as a real 2 × 2-blocked kernel uses them).
  *
  * The SIMD kernels are compiled with function target attributes and chosen
- * at run time with __builtin_cpu_supports, so this file needs no special
- * flags and the binary runs on any x86-64 (and elsewhere, scalar).
+ * at run time with __builtin_cpu_supports (AMX: hr_isa_detect), so this
+ * file needs no special flags and the binary runs on any x86-64 (and
+ * elsewhere, scalar).
  */
 #include "limits.h"
 
+#include "arch/arch.h"
 #include "cli.h"
 
 #include <errno.h>
@@ -205,7 +211,77 @@ __attribute__((target("avx2,fma"))) static double fp32_avx2(int64_t iters, uint6
     return (double)iters * 16 * 8 * 2;
 }
 #undef REP16
+
+/* The 64-byte tile configuration (palette 1), as LDTILECFG reads it. */
+struct tilecfg {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+/* gcc's ldtilecfg/sttilecfg/tileloadd asm declares less memory than the
+ * instructions touch: fence the buffers they read or write for the compiler */
+#define MEMORY_BARRIER() __asm__ volatile("" ::: "memory")
+
+/* tmm0-3: C (16 rows × 16 int32), tmm4/5: A (16 rows × 64 int8), tmm6/7: B
+ * (16 rows × 64 int8 = K/4 × 4·16). Each TDPBSSD is 16·16·64 multiply-adds.
+ * The thread's tile configuration is saved first and put back after (the
+ * engine's AMX kernels keep theirs loaded per thread, core/arch/x86/
+ * amx_legacy.c, and the caller is one of the threads that measure); a
+ * thread that had none releases the tiles (TILERELEASE), returning the tile
+ * state to its initial, unsaved condition. */
+__attribute__((target("amx-tile,amx-int8"))) static double int8_amx(int64_t iters, uint64_t *sink)
+{
+    _Alignas(64) struct tilecfg saved, cfg = {.palette = 1};
+    _Alignas(64) int8_t a[16 * 64], b[16 * 64];
+    _Alignas(64) int32_t c[16 * 16];
+    memset(a, op_a, sizeof a);
+    memset(b, op_b, sizeof b);
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    MEMORY_BARRIER();
+    _tile_storeconfig(&saved); /* all zero when the thread had no configuration */
+    MEMORY_BARRIER();
+    _tile_loadconfig(&cfg);
+    _tile_loadd(4, a, 64);
+    _tile_loadd(5, a, 64);
+    _tile_loadd(6, b, 64);
+    _tile_loadd(7, b, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t i = 0; i < iters; i++) {
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+    }
+#define SINK(t)                                                                            \
+    _tile_stored(t, c, 64);                                                                \
+    for (int k = 0; k < 16 * 16; k++)                                                      \
+        *sink += (uint32_t)c[k];
+    SINK(0) SINK(1) SINK(2) SINK(3)
+#undef SINK
+    if (saved.palette)
+        _tile_loadconfig(&saved);
+    else
+        _tile_release();
+    return (double)iters * 4 * 16 * 16 * 64 * 2;
+}
 #endif
+
+bool cli_limits_have_amx(void)
+{
+#if X86
+    return hr_isa_detect() == HR_ISA_AMX; /* requests the tile state from Linux */
+#else
+    return false; /* (on aarch64 the levels above HR_ISA_AMX are NEON's) */
+#endif
+}
 
 typedef double (*peak_fn)(int64_t iters, uint64_t *sink);
 typedef uint64_t (*read_fn)(const uint8_t *p, size_t n);
@@ -406,6 +482,13 @@ int cli_limits_measure(int threads, struct cli_limits *out)
     if ((r = peak_rate(threads, ff)) < 0)
         return (int)r;
     l.fp32_gflops = r * 1e-9;
+#if X86
+    if (cli_limits_have_amx()) {
+        if ((r = peak_rate(threads, int8_amx)) < 0)
+            return (int)r;
+        l.amx_int8_gops = r * 1e-9;
+    }
+#endif
 
     read_fn rf = pick_read(&name);
     snprintf(l.read_kernel, sizeof l.read_kernel, "%s", name);
@@ -487,9 +570,9 @@ static void format_entry(const char *cpu, const struct cli_limits *l, char *out,
     snprintf(out, cap,
              "{\"cpu\": \"%s\", \"threads\": %d, \"read_gbs\": %.3f, \"read_kernel\": \"%s\", "
              "\"int8_gops\": %.3f, \"int8_kernel\": \"%s\", \"fp32_gflops\": %.3f, "
-             "\"fp32_kernel\": \"%s\"}",
+             "\"fp32_kernel\": \"%s\", \"amx_int8_gops\": %.3f}",
              esc, l->threads, l->read_gbs, l->read_kernel, l->int8_gops, l->int8_kernel,
-             l->fp32_gflops, l->fp32_kernel);
+             l->fp32_gflops, l->fp32_kernel, l->amx_int8_gops);
 }
 
 /* The value after "key": in a line written by format_entry. */
@@ -527,25 +610,37 @@ static bool field_num(const char *line, const char *key, double *out)
     return end != p;
 }
 
-/* Parses one cache line; true when it is an entry for (cpu, threads). */
-static bool parse_entry(const char *line, const char *cpu, int threads, struct cli_limits *l)
+enum entry { ENTRY_OTHER, ENTRY_STALE, ENTRY_OK };
+
+/* Parses one cache line: ENTRY_OTHER when it is not an entry for (cpu,
+ * threads), ENTRY_STALE when it is one but must be measured again (it
+ * disagrees with this machine about AMX: written before AMX was measured,
+ * or under a kernel that granted the tile state when this one does not, or
+ * the reverse), ENTRY_OK when *l holds it. */
+static enum entry parse_entry(const char *line, const char *cpu, int threads, bool amx,
+                              struct cli_limits *l)
 {
     char c[512];
-    double th, bw, i8, f32;
+    double th, bw, i8, f32, ax = 0;
     if (!field_str(line, "cpu", c, sizeof c) || strcmp(c, cpu) != 0 ||
-        !field_num(line, "threads", &th) || (int)th != threads ||
-        !field_num(line, "read_gbs", &bw) || !field_num(line, "int8_gops", &i8) ||
+        !field_num(line, "threads", &th) || (int)th != threads)
+        return ENTRY_OTHER;
+    if (!field_num(line, "read_gbs", &bw) || !field_num(line, "int8_gops", &i8) ||
         !field_num(line, "fp32_gflops", &f32) || !(bw > 0) || !(i8 > 0) || !(f32 > 0))
-        return false;
+        return ENTRY_STALE;
+    if (field(line, "amx_int8_gops") && (!field_num(line, "amx_int8_gops", &ax) || !(ax >= 0)))
+        return ENTRY_STALE;
+    if ((ax > 0) != amx)
+        return ENTRY_STALE;
     *l = (struct cli_limits){.threads = threads, .read_gbs = bw, .int8_gops = i8,
-                             .fp32_gflops = f32};
+                             .fp32_gflops = f32, .amx_int8_gops = ax};
     if (!field_str(line, "int8_kernel", l->int8_kernel, sizeof l->int8_kernel))
         snprintf(l->int8_kernel, sizeof l->int8_kernel, "?");
     if (!field_str(line, "fp32_kernel", l->fp32_kernel, sizeof l->fp32_kernel))
         snprintf(l->fp32_kernel, sizeof l->fp32_kernel, "?");
     if (!field_str(line, "read_kernel", l->read_kernel, sizeof l->read_kernel))
         snprintf(l->read_kernel, sizeof l->read_kernel, "?");
-    return true;
+    return ENTRY_OK;
 }
 
 static bool cache_lookup(const char *path, const char *cpu, int threads, struct cli_limits *l)
@@ -555,8 +650,9 @@ static bool cache_lookup(const char *path, const char *cpu, int threads, struct 
         return false;
     char line[2048];
     bool found = false;
+    bool amx = cli_limits_have_amx();
     while (!found && fgets(line, sizeof line, f))
-        found = parse_entry(line, cpu, threads, l);
+        found = parse_entry(line, cpu, threads, amx, l) == ENTRY_OK;
     fclose(f);
     return found;
 }
@@ -602,8 +698,8 @@ static int cache_store(const char *path, const char *cpu, const struct cli_limit
     bool first = true;
     FILE *in = fopen(path, "r");
     while (in && fgets(line, sizeof line, in)) {
-        if (!strchr(line, '{') || parse_entry(line, cpu, l->threads, &other))
-            continue; /* brackets, blank lines, the entry being replaced */
+        if (!strchr(line, '{') || parse_entry(line, cpu, l->threads, false, &other) != ENTRY_OTHER)
+            continue; /* brackets, blank lines, the entry being replaced (stale or not) */
         line[strcspn(line, "\n")] = '\0';
         size_t n = strlen(line);
         if (n && line[n - 1] == ',')

@@ -7,6 +7,7 @@
  * are checked through `mkmodel --plan`, which lists tensors without
  * generating them. No test asserts a timing.
  */
+#include "arch/arch.h"
 #include "gguf.h"
 #include "quant.h"
 #include "testutil.h"
@@ -694,6 +695,11 @@ Test(mkmodel, bench_measures_limits, .timeout = 120)
     cr_assert_eq(json_lines(out, lines, 8), 1);
     cr_assert(json_num(lines[0], "read_gbs") > 0 && json_num(lines[0], "int8_gops") > 0 &&
               json_num(lines[0], "fp32_gflops") > 0, "%s", lines[0]);
+    /* the AMX tiles' peak: always a number, measured (> 0) exactly where the
+     * engine can use the tiles */
+    bool amx = hr_isa_detect() == HR_ISA_AMX;
+    double ax = json_num(lines[0], "amx_int8_gops");
+    cr_assert(amx ? ax > 0 : ax == 0, "AMX %s: %s", amx ? "present" : "absent", lines[0]);
     free(out), free(err);
 
     st = tu_hearth(&out, &err, "bench", "-m", path, "--json", "-p", "8", "-n", "2", "-r", "2", "-t",
@@ -704,6 +710,15 @@ Test(mkmodel, bench_measures_limits, .timeout = 120)
         cr_assert(json_num(lines[i], "limit_fraction") > 0, "%s", lines[i]);
     cr_assert(strstr(lines[0], "\"limit\": \"int8_gops\""), "%s", lines[0]);
     cr_assert(strstr(lines[1], "\"limit\": \"read_gbs\""), "%s", lines[1]);
+    /* int8 pp: also against the AMX peak where there is one; never tg */
+    if (amx)
+        cr_assert(json_num(lines[0], "amx_limit_value") > 0 &&
+                      json_num(lines[0], "amx_limit_fraction") > 0 &&
+                      json_num(lines[0], "amx_limit_value") > json_num(lines[0], "limit_value"),
+                  "%s", lines[0]);
+    else
+        cr_assert(!strstr(lines[0], "amx_limit"), "no AMX, yet: %s", lines[0]);
+    cr_assert(!strstr(lines[1], "amx_limit"), "%s", lines[1]);
     free(out), free(err);
     cr_assert(!tu_exists(tmp("hearth/limits.json")), "a test-sized measurement was cached");
     unsetenv("HEARTH_LIMITS_BUFFER_MIB");
@@ -732,11 +747,12 @@ Test(mkmodel, bench_reads_the_cache, .timeout = 60)
     mkdir(tmp("hearth"), 0755);
     FILE *f = fopen(tmp("hearth/limits.json"), "w");
     cr_assert(f);
+    /* an entry agrees with the machine about AMX, else it is stale */
     fprintf(f,
             "[\n{\"cpu\": \"%s\", \"threads\": 1, \"read_gbs\": 123.5, \"read_kernel\": \"avx2\", "
             "\"int8_gops\": 1000.0, \"int8_kernel\": \"x\", \"fp32_gflops\": 250.0, "
-            "\"fp32_kernel\": \"y\"}\n]\n",
-            cpu);
+            "\"fp32_kernel\": \"y\", \"amx_int8_gops\": %s}\n]\n",
+            cpu, hr_isa_detect() == HR_ISA_AMX ? "5000.0" : "0.000");
     fclose(f);
     setenv("XDG_CACHE_HOME", tmpdir, 1);
     char *out, *err, *lines[8];
@@ -750,7 +766,75 @@ Test(mkmodel, bench_reads_the_cache, .timeout = 60)
     cr_assert(strstr(lines[0], "\"limit\": \"fp32_gflops\""), "%s", lines[0]);
     cr_assert_float_eq(json_num(lines[0], "limit_value"), 250.0, 1e-9);
     cr_assert_float_eq(json_num(lines[1], "limit_value"), 123.5, 1e-9);
+    cr_assert(!strstr(lines[0], "amx_limit"), "AMX's peak is int8's: %s", lines[0]);
     free(out), free(err);
+}
+
+/* A cache entry written before AMX was measured (no "amx_int8_gops") is read
+ * as it is on a CPU without AMX, and on one with AMX measured again and
+ * replaced (not duplicated), the other entries kept. */
+Test(mkmodel, bench_cache_before_amx, .timeout = 240)
+{
+    const char *path = tmp("bench-q8.gguf");
+    mk("tiny-llama", "q8_0", path);
+    char cpu[256] = "unknown", line[1024];
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    while (ci && fgets(line, sizeof line, ci))
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            char *v = strchr(line, ':') + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            v[strcspn(v, "\n")] = '\0';
+            snprintf(cpu, sizeof cpu, "%s", v);
+            break;
+        }
+    if (ci)
+        fclose(ci);
+    cr_assert(!strchr(cpu, '"') && !strchr(cpu, '\\'));
+    mkdir(tmp("hearth"), 0755);
+    FILE *f = fopen(tmp("hearth/limits.json"), "w");
+    cr_assert(f);
+    fprintf(f,
+            "[\n{\"cpu\": \"another CPU\", \"threads\": 1, \"read_gbs\": 1.5, "
+            "\"int8_gops\": 2.5, \"fp32_gflops\": 3.5},\n"
+            "{\"cpu\": \"%s\", \"threads\": 1, \"read_gbs\": 123.5, \"read_kernel\": \"avx2\", "
+            "\"int8_gops\": 1000.0, \"int8_kernel\": \"x\", \"fp32_gflops\": 250.0, "
+            "\"fp32_kernel\": \"y\"}\n]\n",
+            cpu);
+    fclose(f);
+    bool amx = hr_isa_detect() == HR_ISA_AMX;
+    setenv("XDG_CACHE_HOME", tmpdir, 1);
+    char *out, *err, *lines[8];
+    int st = tu_hearth(&out, &err, "bench", "-m", path, "--json", "-p", "4", "-n", "0", "-r", "1",
+                       "-t", "1", NULL);
+    unsetenv("XDG_CACHE_HOME");
+    cr_assert_eq(st, 0, "exit %d: %s", st, err);
+    cr_assert_eq(json_lines(out, lines, 8), 1);
+    if (!amx) {
+        cr_assert(!strstr(err, "measuring"), "measured despite the cache: %s", err);
+        cr_assert_float_eq(json_num(lines[0], "limit_value"), 1000.0, 1e-9);
+        cr_assert(!strstr(lines[0], "amx_limit"), "%s", lines[0]);
+        free(out), free(err);
+        return;
+    }
+    cr_assert(strstr(err, "measuring"), "an entry without the AMX peak was used: %s", err);
+    cr_assert(json_num(lines[0], "amx_limit_value") > 0, "%s", lines[0]);
+    free(out), free(err);
+    /* the file: the other CPU's entry, and this one once, with the AMX peak */
+    f = fopen(tmp("hearth/limits.json"), "r");
+    cr_assert(f);
+    int others = 0, mine = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "\"another CPU\""))
+            others++;
+        else if (strstr(line, cpu)) {
+            mine++;
+            cr_assert(json_num(line, "amx_int8_gops") > 0, "%s", line);
+        }
+    }
+    fclose(f);
+    cr_assert(others == 1 && mine == 1, "%d entries of the other CPU, %d of this one", others,
+              mine);
 }
 
 Test(mkmodel, bench_bad_arguments)
