@@ -16,7 +16,10 @@
  *    (how the forward pass decodes when a gemm kernel exists);
  *  - tiles: GOP/s (2 ops per multiply-add) of gemm_mr × nc tiles over 64 rows
  *    × 4096 and nc tokens, all resident in L2, for nc = gemm_nc (prompt
- *    processing: compute-bound) and narrower edge tiles.
+ *    processing: compute-bound) and narrower edge tiles;
+ *  - for types with a repacked copy (repack/gemm_packed): the packed
+ *    stream with one token (GB/s of packed bytes: decode) and the packed
+ *    tiles, from packed_nc (AMX: 128 tokens a call) down to 1 token.
  */
 #include "arch/arch.h"
 #include "quant.h"
@@ -26,10 +29,15 @@
 #include <string.h>
 #include <time.h>
 
+/* HEARTH_BENCH_CLOCK=cpu times the thread's CPU time instead of the wall
+ * clock: on a shared machine the compute-bound figures then stay comparable
+ * between runs (memory-bound ones still feel the neighbours' traffic). */
 static double now(void)
 {
+    static int cpu = -1;
+    if (cpu < 0) cpu = getenv("HEARTH_BENCH_CLOCK") && !strcmp(getenv("HEARTH_BENCH_CLOCK"), "cpu");
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -51,9 +59,9 @@ static void bench_type(uint32_t type)
     size_t row = hr_row_size(type, n), xrow = hr_row_size(HR_TYPE_Q8_K, n);
     int64_t rows = (int64_t)((mb << 20) / row) & ~(int64_t)63;
     uint8_t *w = malloc(row * (size_t)rows);
-    float *xf = malloc(sizeof(float) * (size_t)n * 16);
-    uint8_t *xq = malloc(xrow * 16);
-    float *y = malloc(sizeof(float) * (size_t)rows * 16);
+    float *xf = malloc(sizeof(float) * (size_t)n * 64);
+    uint8_t *xq = malloc(xrow * 64);
+    float *y = malloc(sizeof(float) * (size_t)rows * 64);
     if (!w || !xf || !xq || !y) {
         fprintf(stderr, "out of memory\n");
         exit(1);
@@ -69,9 +77,9 @@ static void bench_type(uint32_t type)
             memcpy(w + (size_t)r * row, w, row * 64);
         free(wf);
     }
-    for (int64_t i = 0; i < n * 16; i++)
+    for (int64_t i = 0; i < n * 64; i++)
         xf[i] = rnd();
-    for (int c = 0; c < 16; c++)
+    for (int c = 0; c < 64; c++)
         quant_kernels_ref(HR_TYPE_Q8_K)->from_float(xf + c * n, xq + (size_t)c * xrow, n);
 
     {
@@ -148,6 +156,45 @@ static void bench_type(uint32_t type)
                 printf("  %dx%d %5.1f", k->gemm_mr, nc, ops / t / 1e9);
             }
             printf(" GOP/s");
+        }
+        if (k->repack) {
+            /* the repacked copy: decode stream (nc = 1) and L2-resident tiles */
+            size_t psz = k->packed_size(n, rows);
+            uint8_t *wp = aligned_alloc(64, (psz + 63) & ~(size_t)63);
+            if (!wp) {
+                fprintf(stderr, "out of memory\n");
+                exit(1);
+            }
+            k->repack(w, wp, n, rows);
+            best = 1e30;
+            for (int rep = 0; rep < 3; rep++) {
+                double t0 = now();
+                for (int64_t r = 0; r < rows; r += k->gemm_mr)
+                    k->gemm_packed(n, &y[r], (size_t)rows, wp, r, k->gemm_mr, xq, xrow, 1);
+                double t = now() - t0;
+                best = t < best ? t : best;
+            }
+            printf("\n%-5s %-7s packed nc=1 %6.2f GB/s", hr_type_info(type)->name,
+                   hr_isa_name((enum hr_isa)isa), (double)psz / best / 1e9);
+            const int64_t R = 64;
+            int pnc = k->packed_nc ? k->packed_nc : k->gemm_nc;
+            int ncs[] = {pnc, 16, 8, 4, 2, 1};
+            for (int q = 0; q < 6; q++) {
+                int nc = ncs[q];
+                if (nc > pnc || (q > 0 && nc == pnc)) continue;
+                int iters = 0;
+                double t0 = now(), t;
+                do {
+                    for (int64_t r = 0; r < R; r += k->gemm_mr)
+                        k->gemm_packed(n, &y[r], (size_t)R, wp, r, k->gemm_mr, xq, xrow, nc);
+                    iters++;
+                    t = now() - t0;
+                } while (t < 0.2);
+                double ops = 2.0 * (double)n * (double)R * (double)nc * iters;
+                printf("  %dx%d %5.1f", k->gemm_mr, nc, ops / t / 1e9);
+            }
+            printf(" GOP/s");
+            free(wp);
         }
         printf("\n");
         sink = y[0];

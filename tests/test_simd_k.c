@@ -174,7 +174,7 @@ Test(simd_k, q8K_quantizer_avx512)
 /* ---- dot products and tiles --------------------------------------------------------- */
 
 #define MAXNB 12
-#define NROWS 9
+#define NROWS 19 /* > gemm_mr (16): tiles at two offsets */
 #define NCOLS 19
 
 struct fixture {
@@ -441,6 +441,151 @@ DOT_TESTS(q3_K, HR_TYPE_Q3_K)
 DOT_TESTS(q4_K, HR_TYPE_Q4_K)
 DOT_TESTS(q5_K, HR_TYPE_Q5_K)
 DOT_TESTS(q6_K, HR_TYPE_Q6_K)
+
+/* ---- repacked weights (gemm_packed) ------------------------------------------------------ */
+
+/* repack + gemm_packed of every type whose kernels offer them at `isa`:
+ * n_out rows (less than a panel, a partial last panel) at a few row lengths,
+ * weights from the quantizer, random bytes, or every quant at its extreme;
+ * every tile start, nr = 1 and the full nr (every nr when n_out is one
+ * panel), every token count 1..packed_nc. Results must equal the reference
+ * vec_dot bit for bit (the packed tiles keep its integer sums and its float
+ * expression and order), the rest of y must stay untouched, and the packed
+ * copy is allocated at exactly packed_size bytes (ASan sees a read past it). */
+static const int64_t packed_outs[] = {1, 7, 16, 17, 40};
+
+static void packed_weights(uint32_t type, uint8_t *row, int nb, int mode)
+{
+    if (mode == 1) {
+        random_weights(type, row, nb);
+        return;
+    }
+    float buf[MAXNB * QK_K];
+    for (int64_t e = 0; e < (int64_t)nb * QK_K; e++)
+        buf[e] = rng_w() * 0.02f;
+    quant_kernels_ref(type)->from_float(buf, row, (int64_t)nb * QK_K);
+    if (mode == 2) { /* quants (and Q6_K scales) at their extremes, the fp16 scales kept */
+        size_t bs = hr_type_info(type)->size;
+        int hi = (int)(rng_u64() & 1);
+        for (int i = 0; i < nb; i++) {
+            uint8_t *b = row + (size_t)i * bs;
+            if (type == HR_TYPE_Q6_K) {
+                memset(b, hi ? 0xff : 0x00, 192);
+                memset(b + 192, hi ? 0x80 : 0x7f, 16);
+            } else {
+                memset(b + 16, hi ? 0xff : 0x00, bs - 16); /* qs (and Q5_K's qh) */
+                memset(b + 4, 0xff, 12);                   /* sub-scales and mins 63 */
+            }
+        }
+    }
+}
+
+static void packed_acts(uint8_t *row, int nb, int mode, int c)
+{
+    if (mode == 2) {
+        struct block_q8_K *x = (struct block_q8_K *)row;
+        for (int i = 0; i < nb; i++) {
+            x[i].d = 0.01f;
+            for (int l = 0; l < QK_K; l++)
+                x[i].qs[l] = (int8_t)(c % 2 ? -128 : 127);
+            for (int j = 0; j < 16; j++)
+                x[i].bsums[j] = (int16_t)(16 * x[i].qs[16 * j]);
+        }
+    } else if (mode == 1 && c % 2) {
+        random_acts(row, nb);
+    } else {
+        float buf[MAXNB * QK_K];
+        for (int64_t e = 0; e < (int64_t)nb * QK_K; e++)
+            buf[e] = rng_w();
+        quant_kernels_ref(HR_TYPE_Q8_K)->from_float(buf, row, (int64_t)nb * QK_K);
+    }
+}
+
+static int check_packed(enum hr_isa isa)
+{
+    static const int nbs[] = {1, 2, 5};
+    static const char *modes[] = {"quantized", "random bytes", "extreme"};
+    const float sentinel = -12345.5f;
+    int tested = 0;
+    for (size_t ti = 0; ti < sizeof ktypes / sizeof ktypes[0]; ti++) {
+        uint32_t t = ktypes[ti];
+        const struct quant_kernels *k = quant_kernels_isa(t, isa), *ref = quant_kernels_ref(t);
+        if (!k->repack) continue;
+        cr_assert(k->packed_size && k->gemm_packed, "%s: partial repacked path",
+                  hr_type_info(t)->name);
+        tested++;
+        const int mr = k->gemm_mr, nc = quant_packed_nc(k);
+        for (size_t bi = 0; bi < sizeof nbs / sizeof nbs[0]; bi++)
+            for (int mode = 0; mode < 3; mode++)
+                for (size_t oi = 0; oi < sizeof packed_outs / sizeof packed_outs[0]; oi++) {
+                    const int nb = nbs[bi];
+                    const int64_t n = (int64_t)nb * QK_K, n_out = packed_outs[oi];
+                    rng_seed(5000 + 100 * t + 10 * bi + (uint64_t)mode + 1000 * oi);
+                    size_t wrow = hr_row_size(t, n), xrow = hr_row_size(HR_TYPE_Q8_K, n);
+                    size_t psz = k->packed_size(n, n_out), ldy = (size_t)n_out + 3;
+                    uint8_t *w = malloc((size_t)n_out * wrow), *x = malloc((size_t)nc * xrow);
+                    void *wp = aligned_alloc(64, (psz + 63) / 64 * 64);
+                    float *y = malloc((size_t)(nc + 1) * ldy * sizeof *y);
+                    float *want = malloc((size_t)nc * (size_t)n_out * sizeof *want);
+                    cr_assert(w && x && wp && y && want);
+                    for (int64_t o = 0; o < n_out; o++)
+                        packed_weights(t, w + (size_t)o * wrow, nb, mode);
+                    for (int c = 0; c < nc; c++)
+                        packed_acts(x + (size_t)c * xrow, nb, mode, c);
+                    for (int c = 0; c < nc; c++)
+                        for (int64_t o = 0; o < n_out; o++)
+                            ref->vec_dot(n, &want[(size_t)c * (size_t)n_out + (size_t)o],
+                                         w + (size_t)o * wrow, x + (size_t)c * xrow);
+                    memset(wp, 0xa5, (psz + 63) / 64 * 64);
+                    k->repack(w, wp, n, n_out);
+                    for (int64_t row0 = 0; row0 < n_out; row0 += mr) {
+                        int full = n_out - row0 < mr ? (int)(n_out - row0) : mr;
+                        for (int nr = 1; nr <= full; nr++) {
+                            if (nr != 1 && nr != full && n_out > mr) continue;
+                            for (int tn = 1; tn <= nc; tn++) {
+                                for (size_t i = 0; i < (size_t)(nc + 1) * ldy; i++)
+                                    y[i] = sentinel;
+                                k->gemm_packed(n, y + row0, ldy, wp, row0, nr, x, xrow, tn);
+                                for (int c = 0; c <= nc; c++)
+                                    for (size_t o = 0; o < ldy; o++) {
+                                        float got = y[(size_t)c * ldy + o];
+                                        bool in = c < tn && o >= (size_t)row0 &&
+                                                  o < (size_t)(row0 + nr);
+                                        if (!in) {
+                                            cr_assert(got == sentinel,
+                                                      "%s %s gemm_packed %d×%d wrote outside "
+                                                      "its tile (y[%d][%zu])",
+                                                      hr_isa_name(isa), hr_type_info(t)->name,
+                                                      nr, tn, c, o);
+                                            continue;
+                                        }
+                                        float ref_v = want[(size_t)c * (size_t)n_out + o];
+                                        cr_assert(!memcmp(&got, &ref_v, sizeof got),
+                                                  "%s %s gemm_packed nb=%d n_out=%lld row0=%lld "
+                                                  "%d×%d (%s) y[%d][%zu]: got %.9g, reference "
+                                                  "%.9g",
+                                                  hr_isa_name(isa), hr_type_info(t)->name, nb,
+                                                  (long long)n_out, (long long)row0, nr, tn,
+                                                  modes[mode], c, o, (double)got, (double)ref_v);
+                                    }
+                            }
+                        }
+                    }
+                    free(w);
+                    free(x);
+                    free(wp);
+                    free(y);
+                    free(want);
+                }
+    }
+    return tested;
+}
+
+Test(simd_k, packed_avx512)
+{
+    need(HR_ISA_AVX512);
+    cr_assert(check_packed(HR_ISA_AVX512) == 3, "AVX-512 repacks Q4_K, Q5_K and Q6_K");
+}
 
 /* The SIMD levels really are installed for these types (a table that
  * silently kept the reference would pass every comparison above). */

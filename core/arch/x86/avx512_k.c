@@ -38,6 +38,18 @@
  * consecutive groups of that row in the four lanes; against one activation
  * row it reduces and scales four super-blocks at once (blocks1), so a weight
  * stream runs at memory bandwidth.
+ *
+ * Q4_K, Q5_K and Q6_K also offer a repacked copy (pack_k.h, made at load),
+ * which the forward pass then uses for every product: 16 weight rows in the
+ * 16 int32 lanes, an activation dword broadcast, so one vpdpbusd does 4
+ * elements of 16 rows, the scales of 16 rows are decoded with a handful of
+ * vector operations, and the float part of a super-block is a few vector
+ * operations for all 16 rows — no reductions across lanes (ptile, below).
+ * Decode reads the panel as one sequential stream, with prefetches. One
+ * thread, L2-resident, development Xeon (bench/kernels_k.c, CPU time):
+ * Q4_K 16 rows × 1 token ~180 GOP/s (~50 GB/s of weights, 3-4× a thread's
+ * DRAM bandwidth; the 1-row layout: ~20 GB/s), × 16 tokens ~390 GOP/s
+ * (the 4×16 tile above: ~270); Q6_K 16 × 1 ~110 (~43 GB/s), 16 × 16 ~300.
  */
 #include "../../quant_impl.h"
 #include "../arch.h"
@@ -49,6 +61,7 @@
 #define AI static inline __attribute__((always_inline))
 
 #include "k_common.h"
+#include "pack_k.h"
 
 #define NCMAX 16      /* activation rows per tile (gemm_any's column split assumes 16) */
 /* Software prefetch distance along a weight row. The prefetches go to L2
@@ -542,6 +555,244 @@ AI float dot1(const int T, int64_t nb, const uint8_t *w, const uint8_t *x)
     return sum;
 }
 
+/* ---- repacked weights (pack_k.h): 16 rows in the lanes ------------------------------------
+ *
+ * Lane r of every vector belongs to weight row r of the panel; an activation
+ * dword (4 quants) is broadcast to all lanes, so one vpdpbusd does 4 elements
+ * of 16 rows, and the per-super-block float work is a few vector operations
+ * for 16 rows at once (no reductions across lanes). Weights are the unsigned
+ * operand (Q4_K nibbles, Q5_K 5-bit values, Q6_K q + 32), activations the
+ * signed one. Integer sums, exact:
+ *  - Q4_K: 16-element partial sums (|Σ| <= 16·15·128 < 2^15) are weighted by
+ *    the sub-scale with one vpdpwssd (the sum sits in the low word; the
+ *    scale dword's high word is 0, so the sign-extension word adds nothing);
+ *  - Q5_K (32-element sums, up to 16·31·128·2 > 2^15) and Q6_K (16-element
+ *    sums up to 16·63·128): vpmulld by the sub-scale, then added;
+ *  - mins (Q4_K/Q5_K): Σ_j m_j·(bsums[2j] + bsums[2j+1]) by vpdpwssd of the
+ *    word pair (m_j, m_j) with the bsums dword; Q6_K's offset 32 comes back
+ *    as −32·Σ_j sc_j·bsums_j, by vpdpwssd of (sc_2p, sc_2p+1) pairs.
+ * The reference's float expression then runs per super-block, in order. */
+
+#define PCG 4 /* activation rows whose dot chains run together (the weights are
+               * unpacked once per group; 4: accumulators fit the registers) */
+#ifndef PKK_PF
+#define PKK_PF 4096 /* decode: prefetch distance along the panel, bytes */
+#endif
+
+AI __m512i bcast32(const uint8_t *p)
+{
+    return _mm512_set1_epi32((int)ld32(p));
+}
+
+/*
+ * y[c·ldy + r] = Σ_k W_r[k]·X_c[k], r < nr, c < NC: the 16 rows of one panel
+ * (pan) against NC Q8_K rows.
+ */
+AI void ptile(const int T, const int NC, int64_t n, float *y, size_t ldy, const uint8_t *pan,
+              int nr, const uint8_t *x, size_t xs)
+{
+    const int64_t nb = n / QK_K;
+    const size_t rec = pkk_rec(T);
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    /* the running sums: registers for one group of activation rows, memory
+     * (touched once per super-block) for more */
+    __m512 fs[PCG];
+    _Alignas(64) float fsm[NCMAX][16];
+#pragma GCC unroll 16
+    for (int c = 0; c < PCG; c++)
+        fs[c] = _mm512_setzero_ps();
+    if (NC > PCG)
+        for (int c = 0; c < NC; c++)
+            _mm512_store_ps(fsm[c], _mm512_setzero_ps());
+
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *v = pan + (size_t)i * rec;
+        if (NC <= 2) { /* decode: a weight stream; fetch ahead into L2 */
+#pragma GCC unroll 64
+            for (size_t o = 0; o < rec; o += 64)
+                _mm_prefetch((const char *)v + PKK_PF + o, _MM_HINT_T1);
+        }
+        __m512 dv, mv = _mm512_setzero_ps();
+        __m512i sc[4], mn[2];
+        if (T == HR_TYPE_Q6_K) {
+            const uint8_t *pd = pan + (size_t)nb * rec + 32 * (size_t)i;
+            if (NC <= 2 && i % 2 == 0)
+                _mm_prefetch((const char *)pd + PKK_PF / 8, _MM_HINT_T1);
+            dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)pd));
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++)
+                sc[s] = ldv(v + 64 * (size_t)(pkk_sc(T) + s));
+        } else {
+            __m512i dm = ldv(v + 64 * (size_t)pkk_dm(T));
+            dv = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+            mv = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+            k4_dec(v + 64 * (size_t)pkk_sc(T), sc, mn);
+        }
+
+#pragma GCC unroll 1
+        for (int c0 = 0; c0 < NC; c0 += PCG) {
+            const int cg = NC - c0 < PCG ? NC - c0 : PCG;
+            const uint8_t *xq[PCG];
+            __m512i isum[PCG], acc_lo[PCG], acc_hi[PCG];
+#pragma GCC unroll 4
+            for (int c = 0; c < cg; c++) {
+                xq[c] = x + (size_t)(c0 + c) * xs + (size_t)i * Q8K_SIZE;
+                isum[c] = _mm512_setzero_si512();
+            }
+            if (T == HR_TYPE_Q6_K) {
+                /* ql vector g = 16h + 8gl + 4half + gg: low nibbles are
+                 * elements 128h + 32gl + 16half + 4gg .. +3 (sub-block
+                 * 8h + 2gl + half), high nibbles 64 further (gl + 2); the
+                 * 2 high bits in qh vector 8h + 4half + gg, pairs gl, gl + 2 */
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++)
+#pragma GCC unroll 2
+                    for (int gl = 0; gl < 2; gl++)
+#pragma GCC unroll 2
+                        for (int half = 0; half < 2; half++) {
+#pragma GCC unroll 4
+                            for (int c = 0; c < cg; c++)
+                                acc_lo[c] = acc_hi[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                            for (int gg = 0; gg < 4; gg++) {
+                                const int g = 16 * h + 8 * gl + 4 * half + gg;
+                                const __m512i L = ldv(v + 64 * (size_t)g);
+                                const __m512i H =
+                                    ldv(v + 64 * (size_t)(pkk_qh(T) + 8 * h + 4 * half + gg));
+                                /* bit pair p of each qh byte to bits 4..5 */
+                                __m512i hl = gl ? _mm512_slli_epi16(H, 2) : _mm512_slli_epi16(H, 4);
+                                __m512i hh = gl ? _mm512_srli_epi16(H, 2) : H;
+                                __m512i ulo = _mm512_ternarylogic_epi32(L, m0f, _mm512_and_si512(hl, m30), 0xEA);
+                                __m512i uhi = _mm512_ternarylogic_epi32(
+                                    _mm512_srli_epi16(L, 4), m0f, _mm512_and_si512(hh, m30), 0xEA);
+                                const size_t e = (size_t)(128 * h + 32 * gl + 16 * half + 4 * gg);
+#pragma GCC unroll 4
+                                for (int c = 0; c < cg; c++) {
+                                    acc_lo[c] = _mm512_dpbusd_epi32(acc_lo[c], ulo,
+                                                                    bcast32(xq[c] + Q8K_QS + e));
+                                    acc_hi[c] = _mm512_dpbusd_epi32(
+                                        acc_hi[c], uhi, bcast32(xq[c] + Q8K_QS + e + 64));
+                                    KEEP(acc_lo[c]);
+                                    KEEP(acc_hi[c]);
+                                }
+                            }
+                            const int jl = 8 * h + 2 * gl + half, jh = jl + 4;
+                            const __m512i sl = _mm512_srai_epi32(
+                                _mm512_shuffle_epi8(sc[jl / 4], ctl_top(jl % 4)), 24);
+                            const __m512i sh = _mm512_srai_epi32(
+                                _mm512_shuffle_epi8(sc[jh / 4], ctl_top(jh % 4)), 24);
+#pragma GCC unroll 4
+                            for (int c = 0; c < cg; c++) {
+                                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(acc_lo[c], sl));
+                                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(acc_hi[c], sh));
+                            }
+                        }
+                /* − 32·Σ_j sc_j·bsums_j */
+                __m512i corr[PCG];
+#pragma GCC unroll 4
+                for (int c = 0; c < cg; c++)
+                    corr[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                for (int p = 0; p < 8; p++) {
+                    const __m512i sp =
+                        _mm512_srai_epi16(_mm512_shuffle_epi8(sc[p / 2], ctl_wpair(p % 2)), 8);
+#pragma GCC unroll 4
+                    for (int c = 0; c < cg; c++)
+                        corr[c] = _mm512_dpwssd_epi32(corr[c], sp,
+                                                      bcast32(xq[c] + Q8K_BSUMS + 4 * (size_t)p));
+                }
+#pragma GCC unroll 4
+                for (int c = 0; c < cg; c++)
+                    isum[c] = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(corr[c], 5));
+            } else {
+                /* qs vector g = 8h + 4half + gg: low nibbles are elements
+                 * 64h + 16half + 4gg .. +3 (sub-block 2h), high nibbles 32
+                 * further (sub-block 2h + 1) */
+#pragma GCC unroll 4
+                for (int h = 0; h < 4; h++) {
+                    const __m512i slo = _mm512_shuffle_epi8(sc[(2 * h) / 4], ctl_byte((2 * h) % 4));
+                    const __m512i shi =
+                        _mm512_shuffle_epi8(sc[(2 * h + 1) / 4], ctl_byte((2 * h + 1) % 4));
+#pragma GCC unroll 2
+                    for (int half = 0; half < 2; half++) {
+                        if (T == HR_TYPE_Q4_K || half == 0)
+#pragma GCC unroll 4
+                            for (int c = 0; c < cg; c++)
+                                acc_lo[c] = acc_hi[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                        for (int gg = 0; gg < 4; gg++) {
+                            const int g = 8 * h + 4 * half + gg;
+                            const __m512i Q = ldv(v + 64 * (size_t)g);
+                            __m512i lo = _mm512_and_si512(Q, m0f);
+                            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(Q, 4), m0f);
+                            if (T == HR_TYPE_Q5_K) {
+                                const __m512i H = ldv(v + 64 * (size_t)(pkk_qh(T) + 4 * half + gg));
+                                lo = q5_hi(lo, H, 2 * h);
+                                hi = q5_hi(hi, H, 2 * h + 1);
+                            }
+                            const size_t e = (size_t)(64 * h + 16 * half + 4 * gg);
+#pragma GCC unroll 4
+                            for (int c = 0; c < cg; c++) {
+                                acc_lo[c] =
+                                    _mm512_dpbusd_epi32(acc_lo[c], lo, bcast32(xq[c] + Q8K_QS + e));
+                                acc_hi[c] = _mm512_dpbusd_epi32(acc_hi[c], hi,
+                                                                bcast32(xq[c] + Q8K_QS + e + 32));
+                                KEEP(acc_lo[c]);
+                                KEEP(acc_hi[c]);
+                            }
+                        }
+                        if (T == HR_TYPE_Q4_K) {
+#pragma GCC unroll 4
+                            for (int c = 0; c < cg; c++) {
+                                isum[c] = _mm512_dpwssd_epi32(isum[c], acc_lo[c], slo);
+                                isum[c] = _mm512_dpwssd_epi32(isum[c], acc_hi[c], shi);
+                            }
+                        } else if (half == 1) {
+#pragma GCC unroll 4
+                            for (int c = 0; c < cg; c++) {
+                                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(acc_lo[c], slo));
+                                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(acc_hi[c], shi));
+                            }
+                        }
+                    }
+                }
+            }
+            /* the mins (Q4_K/Q5_K), then the float part, per activation row */
+            __m512i msum[PCG];
+            if (T != HR_TYPE_Q6_K) {
+#pragma GCC unroll 4
+                for (int c = 0; c < cg; c++)
+                    msum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                    const __m512i mp = _mm512_shuffle_epi8(mn[j / 4], ctl_pair(j % 4));
+#pragma GCC unroll 4
+                    for (int c = 0; c < cg; c++)
+                        msum[c] = _mm512_dpwssd_epi32(msum[c], mp,
+                                                      bcast32(xq[c] + Q8K_BSUMS + 4 * (size_t)j));
+                }
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < cg; c++) {
+                const __m512 da = _mm512_set1_ps(ldf(xq[c]));
+                __m512 t = _mm512_mul_ps(_mm512_mul_ps(dv, da), _mm512_cvtepi32_ps(isum[c]));
+                if (T != HR_TYPE_Q6_K)
+                    t = _mm512_sub_ps(t, _mm512_mul_ps(_mm512_mul_ps(mv, da),
+                                                       _mm512_cvtepi32_ps(msum[c])));
+                if (NC > PCG)
+                    _mm512_store_ps(fsm[c0 + c], _mm512_add_ps(_mm512_load_ps(fsm[c0 + c]), t));
+                else
+                    fs[c] = _mm512_add_ps(fs[c], t);
+            }
+        }
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+#pragma GCC unroll 16
+    for (int c = 0; c < NC; c++)
+        _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep,
+                              NC > PCG ? _mm512_load_ps(fsm[c]) : fs[c]);
+}
+
 /* ---- entry points ------------------------------------------------------------------------- */
 
 /* one weight row against nc activation rows, 4 at a time */
@@ -625,11 +876,77 @@ AI void gemm_any(const int T, int64_t n, float *y, size_t ldy, const void *w, si
     static void NAME##_gemm(int64_t n, float *y, size_t ldy, const void *w, size_t w_stride,       \
                             int nr, const void *x, size_t x_stride, int nc)                        \
     {                                                                                              \
-        gemm_any(T, n, y, ldy, w, w_stride, nr, x, x_stride, nc);                                  \
+        for (int r = 0; r < nr; r += 4) /* tiles of 4 rows (gemm_mr is the panel's 16) */          \
+            gemm_any(T, n, y + r, ldy, (const uint8_t *)w + (size_t)r * w_stride, w_stride,       \
+                     nr - r < 4 ? nr - r : 4, x, x_stride, nc);                                    \
     }                                                                                              \
     static void NAME##_vec_dot(int64_t n, float *s, const void *w, const void *x)                  \
     {                                                                                              \
         *s = dot1(T, n / QK_K, w, x);                                                              \
+    }
+
+/* The repacked path of a type: tiles of one panel by nc (gemm_packed). */
+#define PACKED_TYPE(NAME, T)                                                                       \
+    static void NAME##_p1(int64_t n, float *y, size_t ldy, const uint8_t *p, int nr,              \
+                          const void *x, size_t xs)                                                \
+    {                                                                                              \
+        ptile(T, 1, n, y, ldy, p, nr, x, xs);                                                      \
+    }                                                                                              \
+    static void NAME##_p2(int64_t n, float *y, size_t ldy, const uint8_t *p, int nr,              \
+                          const void *x, size_t xs)                                                \
+    {                                                                                              \
+        ptile(T, 2, n, y, ldy, p, nr, x, xs);                                                      \
+    }                                                                                              \
+    static void NAME##_p4(int64_t n, float *y, size_t ldy, const uint8_t *p, int nr,              \
+                          const void *x, size_t xs)                                                \
+    {                                                                                              \
+        ptile(T, 4, n, y, ldy, p, nr, x, xs);                                                      \
+    }                                                                                              \
+    static void NAME##_p8(int64_t n, float *y, size_t ldy, const uint8_t *p, int nr,              \
+                          const void *x, size_t xs)                                                \
+    {                                                                                              \
+        ptile(T, 8, n, y, ldy, p, nr, x, xs);                                                      \
+    }                                                                                              \
+    static void NAME##_p16(int64_t n, float *y, size_t ldy, const uint8_t *p, int nr,             \
+                           const void *x, size_t xs)                                               \
+    {                                                                                              \
+        ptile(T, 16, n, y, ldy, p, nr, x, xs);                                                     \
+    }                                                                                              \
+    static size_t NAME##_packed_size(int64_t n_in, int64_t n_out)                                  \
+    {                                                                                              \
+        return pkk_size(T, n_in, n_out);                                                           \
+    }                                                                                              \
+    static void NAME##_repack(const void *src, void *dst, int64_t n_in, int64_t n_out)             \
+    {                                                                                              \
+        pkk_repack(T, src, dst, n_in, n_out);                                                      \
+    }                                                                                              \
+    static void NAME##_gemm_packed(int64_t n, float *y, size_t ldy, const void *wp, int64_t row0, \
+                                   int nr, const void *x, size_t xs, int nc)                       \
+    {                                                                                              \
+        const uint8_t *pan = (const uint8_t *)wp + (size_t)(row0 / PKK_ROWS) * pkk_panel(T, n / QK_K); \
+        while (nc > 0) {                                                                           \
+            int t = nc >= 16 ? 16 : nc >= 8 ? 8 : nc >= 4 ? 4 : nc >= 2 ? 2 : 1;                  \
+            switch (t) {                                                                           \
+            case 1:                                                                                \
+                NAME##_p1(n, y, ldy, pan, nr, x, xs);                                              \
+                break;                                                                             \
+            case 2:                                                                                \
+                NAME##_p2(n, y, ldy, pan, nr, x, xs);                                              \
+                break;                                                                             \
+            case 4:                                                                                \
+                NAME##_p4(n, y, ldy, pan, nr, x, xs);                                              \
+                break;                                                                             \
+            case 8:                                                                                \
+                NAME##_p8(n, y, ldy, pan, nr, x, xs);                                              \
+                break;                                                                             \
+            default:                                                                               \
+                NAME##_p16(n, y, ldy, pan, nr, x, xs);                                             \
+                break;                                                                             \
+            }                                                                                      \
+            y += (size_t)t * ldy;                                                                  \
+            x = (const uint8_t *)x + (size_t)t * xs;                                               \
+            nc -= t;                                                                               \
+        }                                                                                          \
     }
 
 DEFINE_TYPE(q2_K, HR_TYPE_Q2_K)
@@ -637,14 +954,21 @@ DEFINE_TYPE(q3_K, HR_TYPE_Q3_K)
 DEFINE_TYPE(q4_K, HR_TYPE_Q4_K)
 DEFINE_TYPE(q5_K, HR_TYPE_Q5_K)
 DEFINE_TYPE(q6_K, HR_TYPE_Q6_K)
+PACKED_TYPE(q4_K, HR_TYPE_Q4_K)
+PACKED_TYPE(q5_K, HR_TYPE_Q5_K)
+PACKED_TYPE(q6_K, HR_TYPE_Q6_K)
 
 static void set(struct quant_kernels *k, quant_vec_dot_fn dot, quant_gemm_fn gemm)
 {
     k->vec_dot = dot;
     k->gemm = gemm;
-    k->gemm_mr = 4;
+    k->gemm_mr = PKK_ROWS; /* a panel; the unpacked gemm runs it as 4-row tiles */
     k->gemm_nc = NCMAX;
 }
+
+#define SET_PACKED(k, name)                                                                        \
+    ((k)->packed_size = name##_packed_size, (k)->repack = name##_repack,                          \
+     (k)->gemm_packed = name##_gemm_packed)
 
 void arch_avx512_k_init(struct quant_kernels tab[HR_TYPE_COUNT])
 {
@@ -653,4 +977,7 @@ void arch_avx512_k_init(struct quant_kernels tab[HR_TYPE_COUNT])
     set(&tab[HR_TYPE_Q4_K], q4_K_vec_dot, q4_K_gemm);
     set(&tab[HR_TYPE_Q5_K], q5_K_vec_dot, q5_K_gemm);
     set(&tab[HR_TYPE_Q6_K], q6_K_vec_dot, q6_K_gemm);
+    SET_PACKED(&tab[HR_TYPE_Q4_K], q4_K);
+    SET_PACKED(&tab[HR_TYPE_Q5_K], q5_K);
+    SET_PACKED(&tab[HR_TYPE_Q6_K], q6_K);
 }

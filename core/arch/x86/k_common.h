@@ -3,7 +3,9 @@
  * (avx2_k.c, avx512_k.c): unaligned little-endian loads, the unpacking of
  * the K-quants' packed sub-block scales and mins into int16 vectors, and
  * per-type block facts. AVX2-level code, included by files compiled with at
- * least -mavx2; each includer defines AI (forced inline) first.
+ * least -mavx2; each includer defines AI (forced inline) first. The last
+ * section (AVX-512BW builds only: avx512_k.c, amx_k.c) decodes the scales of
+ * the repacked layout, 16 rows at a time.
  */
 #ifndef HEARTH_ARCH_X86_K_COMMON_H
 #define HEARTH_ARCH_X86_K_COMMON_H
@@ -147,5 +149,90 @@ AI size_t blk_size(const int T)
         return 210;
     }
 }
+
+/* ---- AVX-512 helpers of the repacked layout (pack_k.h: 16 rows in the lanes) ----------- */
+#if defined(__AVX512BW__)
+AI __m512i ldv(const uint8_t *p)
+{
+    return _mm512_load_si512(p);
+}
+
+/* vpshufb controls: byte b of each dword, zero-extended to the dword */
+AI __m512i ctl_byte(int b)
+{
+    return _mm512_set4_epi32((int)(0x80808000u | (12u + (unsigned)b)),
+                             (int)(0x80808000u | (8u + (unsigned)b)),
+                             (int)(0x80808000u | (4u + (unsigned)b)), (int)(0x80808000u | (unsigned)b));
+}
+
+/* byte b of each dword into both words, zero-extended: the pair (v, v) */
+AI __m512i ctl_pair(int b)
+{
+    unsigned k[4];
+    for (int i = 0; i < 4; i++) {
+        unsigned s = 4u * (unsigned)i + (unsigned)b;
+        k[i] = 0x80008000u | s << 16 | s;
+    }
+    return _mm512_set4_epi32((int)k[3], (int)k[2], (int)k[1], (int)k[0]);
+}
+
+/* byte b of each dword into all four of its bytes */
+AI __m512i ctl_rep(int b)
+{
+    unsigned k[4];
+    for (int i = 0; i < 4; i++)
+        k[i] = (4u * (unsigned)i + (unsigned)b) * 0x01010101u;
+    return _mm512_set4_epi32((int)k[3], (int)k[2], (int)k[1], (int)k[0]);
+}
+
+/* byte b of each dword into its top byte (then an arithmetic shift by 24
+ * sign-extends it) */
+AI __m512i ctl_top(int b)
+{
+    unsigned k[4];
+    for (int i = 0; i < 4; i++)
+        k[i] = 0x00808080u | (4u * (unsigned)i + (unsigned)b) << 24;
+    return _mm512_set4_epi32((int)k[3], (int)k[2], (int)k[1], (int)k[0]);
+}
+
+/* bytes 2q, 2q+1 of each dword into the high bytes of its two words (an
+ * arithmetic word shift by 8 then sign-extends them) */
+AI __m512i ctl_wpair(int q)
+{
+    unsigned k[4];
+    for (int i = 0; i < 4; i++) {
+        unsigned s = 4u * (unsigned)i + 2u * (unsigned)q;
+        k[i] = (s + 1) << 24 | 0x800000u | s << 8 | 0x80u;
+    }
+    return _mm512_set4_epi32((int)k[3], (int)k[2], (int)k[1], (int)k[0]);
+}
+
+
+/* Q4_K/Q5_K: the 6-bit scales and mins of 16 rows from the three scale
+ * vectors: sc[0] bytes = sc_0..sc_3 of the lane's row, sc[1] sc_4..sc_7,
+ * mn[] likewise (k4_scales, lane-wise). */
+AI void k4_dec(const uint8_t *v, __m512i sc[2], __m512i mn[2])
+{
+    const __m512i s0 = ldv(v), s1 = ldv(v + 64), s2 = ldv(v + 128);
+    const __m512i m3f = _mm512_set1_epi8(0x3f), m0f = _mm512_set1_epi8(0x0f);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    sc[0] = _mm512_and_si512(s0, m3f);
+    mn[0] = _mm512_and_si512(s1, m3f);
+    sc[1] = _mm512_or_si512(_mm512_and_si512(s2, m0f),
+                            _mm512_and_si512(_mm512_srli_epi32(s0, 2), m30));
+    mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s2, 4), m0f),
+                            _mm512_and_si512(_mm512_srli_epi32(s1, 2), m30));
+}
+
+/* Q5_K: nibbles q (elements of sub-block j, lanes as qs) plus 16 where bit
+ * j of the matching qh bytes is set. */
+AI __m512i q5_hi(__m512i q, __m512i qh, int j)
+{
+    /* bit j of each byte to bit 4 of the same byte (16-bit shifts move
+     * both bytes of a word alike; the mask drops what crossed over) */
+    __m512i h = j <= 4 ? _mm512_slli_epi16(qh, 4 - j) : _mm512_srli_epi16(qh, j - 4);
+    return _mm512_ternarylogic_epi32(q, h, _mm512_set1_epi8(0x10), 0xF8); /* q | (h & 16) */
+}
+#endif
 
 #endif
