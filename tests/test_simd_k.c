@@ -587,6 +587,100 @@ Test(simd_k, packed_avx512)
     cr_assert(check_packed(HR_ISA_AVX512) == 3, "AVX-512 repacks Q4_K, Q5_K and Q6_K");
 }
 
+/* AMX: its own prompt tiles over the AVX-512 packed layout (up to
+ * packed_nc tokens a call), the VNNI tile below its threshold; every token
+ * count from 1 is checked. */
+Test(simd_k, registered_amx)
+{
+    need(HR_ISA_AMX);
+    const uint32_t types[] = {HR_TYPE_Q4_K, HR_TYPE_Q5_K, HR_TYPE_Q6_K};
+    for (size_t i = 0; i < 3; i++) {
+        const struct quant_kernels *k = quant_kernels_isa(types[i], HR_ISA_AMX),
+                                   *v = quant_kernels_isa(types[i], HR_ISA_AVX512);
+        cr_assert(k->gemm_packed && k->gemm_packed != v->gemm_packed, "%s: no AMX tile",
+                  hr_type_info(types[i])->name);
+        cr_assert(quant_packed_nc(k) > k->gemm_nc);
+        /* one packed layout for both levels: decode (VNNI) and prompts share it */
+        cr_assert(k->repack == v->repack && k->packed_size == v->packed_size);
+    }
+}
+
+Test(simd_k, packed_amx)
+{
+    need(HR_ISA_AMX);
+    cr_assert(check_packed(HR_ISA_AMX) == 3, "AMX repacks Q4_K, Q5_K and Q6_K");
+}
+
+/* The AMX kernels of the K-quants and of the legacy quants use different
+ * tile configurations in the same thread (one forward pass mixes them):
+ * alternating calls must all stay exact. */
+Test(simd_k, amx_mixed_with_legacy)
+{
+    need(HR_ISA_AMX);
+    const struct quant_kernels *kk = quant_kernels_isa(HR_TYPE_Q4_K, HR_ISA_AMX);
+    const struct quant_kernels *kl = quant_kernels_isa(HR_TYPE_Q8_0, HR_ISA_AMX);
+    if (!kl->gemm_packed) cr_skip_test("no AMX tile for Q8_0");
+    enum { N = 2 * QK_K, OUT = 16, NC = 32 };
+    const struct quant_kernels *rk = quant_kernels_ref(HR_TYPE_Q4_K);
+    const struct quant_kernels *rl = quant_kernels_ref(HR_TYPE_Q8_0);
+    size_t wk = hr_row_size(HR_TYPE_Q4_K, N), xk = hr_row_size(HR_TYPE_Q8_K, N);
+    size_t wl = hr_row_size(HR_TYPE_Q8_0, N), xl = hr_row_size(HR_TYPE_Q8_0, N);
+    uint8_t *w1 = malloc(OUT * wk), *x1 = malloc(NC * xk), *w2 = malloc(OUT * wl),
+            *x2 = malloc(NC * xl);
+    size_t p1 = (kk->packed_size(N, OUT) + 63) / 64 * 64, p2 = (kl->packed_size(N, OUT) + 63) / 64 * 64;
+    void *wp1 = aligned_alloc(64, p1), *wp2 = aligned_alloc(64, p2);
+    float *y = malloc(sizeof(float) * NC * OUT), *want1 = malloc(sizeof(float) * NC * OUT),
+          *want2 = malloc(sizeof(float) * NC * OUT);
+    cr_assert(w1 && x1 && w2 && x2 && wp1 && wp2 && y && want1 && want2);
+    rng_seed(99);
+    float buf[N];
+    for (int r = 0; r < OUT; r++) {
+        for (int e = 0; e < N; e++)
+            buf[e] = rng_w() * 0.02f;
+        rk->from_float(buf, w1 + (size_t)r * wk, N);
+        rl->from_float(buf, w2 + (size_t)r * wl, N);
+    }
+    for (int c = 0; c < NC; c++) {
+        for (int e = 0; e < N; e++)
+            buf[e] = rng_w();
+        quant_kernels_ref(HR_TYPE_Q8_K)->from_float(buf, x1 + (size_t)c * xk, N);
+        quant_act_from_float(HR_TYPE_Q8_0)(buf, x2 + (size_t)c * xl, N);
+    }
+    for (int c = 0; c < NC; c++)
+        for (int r = 0; r < OUT; r++) {
+            rk->vec_dot(N, &want1[c * OUT + r], w1 + (size_t)r * wk, x1 + (size_t)c * xk);
+            rl->vec_dot(N, &want2[c * OUT + r], w2 + (size_t)r * wl, x2 + (size_t)c * xl);
+        }
+    kk->repack(w1, wp1, N, OUT);
+    kl->repack(w2, wp2, N, OUT);
+    for (int round = 0; round < 4; round++) {
+        bool k_first = round % 2 == 0;
+        for (int step = 0; step < 2; step++) {
+            bool k = (step == 0) == k_first;
+            memset(y, 0, sizeof(float) * NC * OUT);
+            if (k)
+                kk->gemm_packed(N, y, OUT, wp1, 0, OUT, x1, xk, NC);
+            else
+                kl->gemm_packed(N, y, OUT, wp2, 0, OUT, x2, xl, NC);
+            const float *want = k ? want1 : want2;
+            for (int i = 0; i < NC * OUT; i++)
+                cr_assert(!memcmp(&y[i], &want[i], sizeof y[i]),
+                          "round %d, %s after %s: y[%d] = %.9g, reference %.9g", round,
+                          k ? "Q4_K" : "Q8_0", step ? (k ? "Q8_0" : "Q4_K") : "nothing", i,
+                          (double)y[i], (double)want[i]);
+        }
+    }
+    free(w1);
+    free(x1);
+    free(w2);
+    free(x2);
+    free(wp1);
+    free(wp2);
+    free(y);
+    free(want1);
+    free(want2);
+}
+
 /* The SIMD levels really are installed for these types (a table that
  * silently kept the reference would pass every comparison above). */
 Test(simd_k, kernels_registered)

@@ -58,6 +58,7 @@ void arch_avx512_k_init(struct quant_kernels tab[HR_TYPE_COUNT]);
 void arch_neon_init(struct quant_kernels tab[HR_TYPE_COUNT]);
 void arch_neon_dotprod_init(struct quant_kernels tab[HR_TYPE_COUNT]);
 void arch_amx_legacy_init(struct quant_kernels tab[HR_TYPE_COUNT]);
+void arch_amx_k_init(struct quant_kernels tab[HR_TYPE_COUNT]);
 /* Asks Linux for the AMX tile state (once per process); true when granted. */
 bool arch_amx_enable(void);
 

@@ -102,6 +102,7 @@ static void build(void)
             arch_avx512_k_init(tables[isa]);
         } else if (isa == HR_ISA_AMX) {
             arch_amx_legacy_init(tables[isa]);
+            arch_amx_k_init(tables[isa]);
         }
 #elif defined(__aarch64__) && defined(HEARTH_ARCH_ARM)
         if (isa == HR_ISA_NEON)
