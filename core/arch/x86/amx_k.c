@@ -14,26 +14,27 @@
  * does not fit a byte, so it is split into its low byte (unsigned) and high
  * byte (signed), p = lo + 256·hi, and two tile products give
  *     isum = Σ_e lo_e·a_e + 256·Σ_e hi_e·a_e
- * exactly (int32 sums, far from overflow: |isum| < 2^25). The mins come
- * from a third product against m_j repeated over its sub-block's elements,
- * Σ_e m_j(e)·a_e = Σ_j m_j·Σ_{e∈j} a_e, which is the reference's msum since
- * the bsums are the sums of the quants (every Q8_K quantizer writes them
- * so). The epilogue then applies the reference's float expression to each
- * super-block, in order: results are the reference's bit for bit, as the
- * VNNI tiles' are, so a token's logits do not depend on whether its batch
- * went through AMX.
+ * exactly (int32 sums, far from overflow: |isum| < 2^25). msum is the
+ * reference's own expression, by vpdpwssd of the word pairs (m_j, m_j) of
+ * 16 rows with a token's bsums. The epilogue then applies the reference's
+ * float expression to each super-block, in order: results are the
+ * reference's bit for bit, as the VNNI tiles' are, so a token's logits do
+ * not depend on whether its batch went through AMX.
  *
  * Tiles (all 16 rows × 64 bytes: K = 64 elements per product, the most one
- * TDPB* takes, at the same cost as fewer): A (tmm3/4) = 16 tokens × 64
+ * TDPB* takes, at the same cost as fewer): A (tmm4/5) = 16 tokens × 64
  * activation quants, loaded straight from the Q8_K rows with the row stride
- * (a last tile of fewer tokens from a zero-padded copy); B (tmm5/6/7) = lo,
- * hi and m of 64 elements × 16 weight rows in the VNNI layout (row kk holds
- * elements 4kk..4kk+3 of each weight row), unpacked from the panel once per
- * call into a stack buffer and used by every token tile; C (tmm0/1/2) =
- * the super-block's lo, hi and min sums, accumulated over its 4 chunks,
- * then stored and read back as 16 zmm rows (lane = weight row). The next
- * super-block's products are issued before the current one's epilogue, so
- * the tile unit and the vector units work at the same time.
+ * (a last tile of fewer tokens from a zero-padded copy); B (tmm6/7) = lo
+ * and hi of 64 elements × 16 weight rows in the VNNI layout (row kk holds
+ * elements 4kk..4kk+3 of each weight row), unpacked from the panels once
+ * per call into a stack buffer and used by every token tile; C (tmm0..3) =
+ * a super-block's lo and hi sums for two panels (or, with a single panel,
+ * two token tiles), accumulated over its 4 chunks, then stored and read
+ * back as 16 zmm rows (lane = weight row). A call takes two panels (the
+ * AMX level's gemm_mr is 32): loading A — 16 strided rows from L2, the
+ * costliest tile operation — once for both halves its cost per product.
+ * The next item's products are issued before the current one's epilogue,
+ * so the tile unit and the vector units work at the same time.
  *
  * Tile configuration. The configuration is per thread and shared with the
  * other AMX kernels (amx_legacy.c, which keeps its own loaded): a call
@@ -43,12 +44,12 @@
  * With few tokens (decode, small batches) the VNNI tile is used: unpacking
  * the scaled B costs about what 8 tokens of VNNI products do.
  *
- * Throughput, one thread, L2-resident (bench/kernels_k.c, CPU time, the
- * development Xeon): 16 rows × 128 tokens Q4_K ~750 GOP/s, Q5_K ~750, Q6_K
- * ~1050, against ~390 / ~420 / ~300 for the VNNI tile of 16 tokens. The
- * tile unit is the bound: 12 (Q6_K 8) products, 16 tile loads and 3 tile
- * stores per super-block and 16 tokens take ~100 ns; the epilogue and the
- * unpacking mostly overlap with them.
+ * Throughput, one thread, L2-resident (CPU time, the development Xeon):
+ * 32 rows × 128 tokens Q4_K ~900 GOP/s, Q6_K ~1200, against ~390 / ~300 for
+ * the VNNI tile of 16 tokens. Per 16 rows × 16 tokens × 256 elements the
+ * tile side (8 products, 2 A and 8 B tile loads, 2 C stores) takes ~75 ns,
+ * the unpacking ~13 (Q4_K), the epilogue ~65 (Q4_K, with the mins) or ~25
+ * (Q6_K), and they overlap only in part.
  */
 #include "../../quant_impl.h"
 #include "../arch.h"
@@ -67,7 +68,7 @@
 #define TT 16       /* tokens per tile (rows of A and C) */
 #define AMXK_NC 128 /* tokens per call */
 #define AMXK_MIN 8  /* fewer tokens than this: the VNNI tile */
-#define SBCH 2      /* super-blocks whose B is unpacked at a time (24 KB) */
+#define SBCH 1      /* super-blocks whose B is unpacked at a time (2 panels: 17 KB) */
 #define Q8K_SIZE 292
 
 /* gcc's tile loads and ldtilecfg do not declare the memory they read:
@@ -93,11 +94,12 @@ static const _Alignas(64) struct tilecfg cfg_k = {
 static quant_gemm_packed_fn vnni[HR_TYPE_COUNT];
 
 /* B of one super-block, per 64-element chunk c: the low and high bytes of
- * sc·q, and the mins (Q4_K/Q5_K), each a 16 × 64-byte tile. */
+ * sc·q, each a 16 × 64-byte tile; and for the mins (Q4_K/Q5_K) the word
+ * pairs (m_j, m_j) of each row, the vpdpwssd operand against bsums. */
 struct bsb {
     int8_t lo[4][16][64];
     int8_t hi[4][16][64];
-    int8_t m[4][16][64];
+    int32_t mp[8][16];
 };
 
 /* The low and high bytes of p = n·sc per byte: n unsigned, se the bytes
@@ -168,8 +170,8 @@ AI void unpack_sb(const int T, const uint8_t *pan, int64_t nb, int64_t i, struct
         const int jl = 2 * h, jh = 2 * h + 1;
         const __m512i se_lo = _mm512_shuffle_epi8(sc[jl / 4], ctl_pair(jl % 4));
         const __m512i se_hi = _mm512_shuffle_epi8(sc[jh / 4], ctl_pair(jh % 4));
-        const __m512i m_lo = _mm512_shuffle_epi8(mn[jl / 4], ctl_rep(jl % 4));
-        const __m512i m_hi = _mm512_shuffle_epi8(mn[jh / 4], ctl_rep(jh % 4));
+        _mm512_store_si512(B->mp[jl], _mm512_shuffle_epi8(mn[jl / 4], ctl_pair(jl % 4)));
+        _mm512_store_si512(B->mp[jh], _mm512_shuffle_epi8(mn[jh / 4], ctl_pair(jh % 4)));
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             const __m512i Q = ldv(v + 64 * (size_t)(8 * h + g));
@@ -187,91 +189,154 @@ AI void unpack_sb(const int T, const uint8_t *pan, int64_t nb, int64_t i, struct
             mulsplit(nh, se_hi, zero, &lo, &hi);
             _mm512_store_si512(B->lo[h][8 + g], lo);
             _mm512_store_si512(B->hi[h][8 + g], hi);
-            _mm512_store_si512(B->m[h][g], m_lo);
-            _mm512_store_si512(B->m[h][8 + g], m_hi);
         }
     }
 }
 
-/* The tile products of one super-block: C tmm0 (lo), tmm1 (hi), tmm2 (m)
- * from A at a (stride as, chunks 64 bytes apart) and B. */
-#define AMXK_CHUNK(A, c)                                                                           \
+/* The tile products of one super-block, C = A·B for every (panel, token
+ * tile) pair, lo sums in C tmm2k and hi sums in tmm2k+1, k = the pair:
+ *  - two panels (B0, B1) × one token tile (A at a0): k = panel;
+ *  - one panel (B0) × one or two token tiles (a0, a1 when two): k = tile.
+ * A in tmm4/5 (alternate chunks, or the two tiles), B lo/hi in tmm6/7;
+ * rows of A are s0 (s1) bytes apart, its chunks 64. Q6_K's high bytes are
+ * signed (TDPBSSD), the others' unsigned (TDPBSUD). */
+#define AMXK_HI(C, A)                                                                              \
     do {                                                                                           \
-        _tile_loadd(A, a + 64 * (c), (long)as);                                                    \
-        _tile_loadd(5, B->lo[c], 64);                                                              \
-        _tile_dpbsud(0, A, 5);                                                                     \
-        _tile_loadd(6, B->hi[c], 64);                                                              \
         if (T == HR_TYPE_Q6_K)                                                                     \
-            _tile_dpbssd(1, A, 6);                                                                 \
+            _tile_dpbssd(C, A, 7);                                                                 \
         else                                                                                       \
-            _tile_dpbsud(1, A, 6);                                                                 \
-        if (T != HR_TYPE_Q6_K) {                                                                   \
-            _tile_loadd(7, B->m[c], 64);                                                           \
-            _tile_dpbsud(2, A, 7);                                                                 \
-        }                                                                                          \
+            _tile_dpbsud(C, A, 7);                                                                 \
     } while (0)
 
-AI void products(const int T, const uint8_t *a, size_t as, const struct bsb *B)
+AI void products2p(const int T, const uint8_t *a0, size_t s0, const struct bsb *B0,
+                   const struct bsb *B1)
 {
     _tile_zero(0);
     _tile_zero(1);
-    if (T != HR_TYPE_Q6_K) _tile_zero(2);
-    AMXK_CHUNK(3, 0);
-    AMXK_CHUNK(4, 1);
-    AMXK_CHUNK(3, 2);
-    AMXK_CHUNK(4, 3);
+    _tile_zero(2);
+    _tile_zero(3);
+#define AMXK_C2P(A, c)                                                                             \
+    do {                                                                                           \
+        _tile_loadd(A, a0 + 64 * (c), (long)s0);                                                   \
+        _tile_loadd(6, B0->lo[c], 64);                                                             \
+        _tile_loadd(7, B0->hi[c], 64);                                                             \
+        _tile_dpbsud(0, A, 6);                                                                     \
+        AMXK_HI(1, A);                                                                             \
+        _tile_loadd(6, B1->lo[c], 64);                                                             \
+        _tile_loadd(7, B1->hi[c], 64);                                                             \
+        _tile_dpbsud(2, A, 6);                                                                     \
+        AMXK_HI(3, A);                                                                             \
+    } while (0)
+    AMXK_C2P(4, 0);
+    AMXK_C2P(5, 1);
+    AMXK_C2P(4, 2);
+    AMXK_C2P(5, 3);
+#undef AMXK_C2P
 }
 
-/* C to memory. Issued after the previous super-block's epilogue: loads
- * after a tile store wait for it, so the epilogue must come first to run
+AI void products1p(const int T, const uint8_t *a0, size_t s0, const uint8_t *a1, size_t s1,
+                   bool two, const struct bsb *B0)
+{
+    _tile_zero(0);
+    _tile_zero(1);
+    if (two) {
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        _tile_loadd(4, a0 + 64 * c, (long)s0);
+        _tile_loadd(6, B0->lo[c], 64);
+        _tile_loadd(7, B0->hi[c], 64);
+        _tile_dpbsud(0, 4, 6);
+        AMXK_HI(1, 4);
+        if (two) {
+            _tile_loadd(5, a1 + 64 * c, (long)s1);
+            _tile_dpbsud(2, 5, 6);
+            AMXK_HI(3, 5);
+        }
+    }
+}
+
+/* C to memory (k pairs). Issued after the previous item's epilogue: loads
+ * after a tile store wait for it, so the epilogue comes first and runs
  * while the tile unit works. */
-AI void store_c(const int T, int32_t cb[3][TT][16])
+AI void store_c(int k, int32_t cb[4][TT][16])
 {
     _tile_stored(0, cb[0], 64);
     _tile_stored(1, cb[1], 64);
-    if (T != HR_TYPE_Q6_K) _tile_stored(2, cb[2], 64);
+    if (k > 1) {
+        _tile_stored(2, cb[2], 64);
+        _tile_stored(3, cb[3], 64);
+    }
 }
 
-/* acc[r] += d·d_a·isum − dmin·d_a·msum (Q6_K: d·d_a·isum) for the m tokens
- * of the tile, in the reference's order; xd: token 0's Q8_K block (its
- * fp32 d first), tokens xs apart. */
-AI void epilogue(const int T, int32_t cb[3][TT][16], const float *dvp, const float *mvp,
-                 const uint8_t *xd, size_t xs, int m, float acc[][16])
+/* acc[r·ast] += d·d_a·isum − dmin·d_a·msum (Q6_K: d·d_a·isum) for the m
+ * tokens of a tile (sums lo, hi in cb[0], cb[1]), in the reference's order
+ * (the first super-block adds to 0, where the reference's sum starts);
+ * msum by vpdpwssd of the (m_j, m_j) pairs with each token's bsums. xd:
+ * token 0's Q8_K block (its fp32 d first), tokens xs apart. */
+AI void epilogue(const int T, int32_t cb[][TT][16], const struct bsb *B, const float *dvp,
+                 const float *mvp, const uint8_t *xd, size_t xs, int m, bool first, float *acc,
+                 size_t ast)
 {
     const __m512 dv = _mm512_load_ps(dvp);
-    const __m512 mv = T != HR_TYPE_Q6_K ? _mm512_load_ps(mvp) : _mm512_setzero_ps();
+    __m512 mv = _mm512_setzero_ps();
+    __m512i mp[8];
+    if (T != HR_TYPE_Q6_K) {
+        mv = _mm512_load_ps(mvp);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            mp[j] = _mm512_load_si512(B->mp[j]);
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < TT; r++)
         if (r < m) {
-            const __m512 da = _mm512_set1_ps(ldf(xd + (size_t)r * xs));
+            const uint8_t *xr = xd + (size_t)r * xs;
+            const __m512 da = _mm512_set1_ps(ldf(xr));
             __m512i isum = _mm512_add_epi32(_mm512_load_si512(cb[0][r]),
                                             _mm512_slli_epi32(_mm512_load_si512(cb[1][r]), 8));
             __m512 t = _mm512_mul_ps(_mm512_mul_ps(dv, da), _mm512_cvtepi32_ps(isum));
-            if (T != HR_TYPE_Q6_K)
-                t = _mm512_sub_ps(t, _mm512_mul_ps(_mm512_mul_ps(mv, da),
-                                                   _mm512_cvtepi32_ps(_mm512_load_si512(cb[2][r]))));
-            _mm512_store_ps(acc[r], _mm512_add_ps(_mm512_load_ps(acc[r]), t));
+            if (T != HR_TYPE_Q6_K) {
+                __m512i ms = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++)
+                    ms = _mm512_dpwssd_epi32(ms, mp[j],
+                                             _mm512_set1_epi32((int)ld32(xr + 260 + 4 * (size_t)j)));
+                t = _mm512_sub_ps(t, _mm512_mul_ps(_mm512_mul_ps(mv, da), _mm512_cvtepi32_ps(ms)));
+            }
+            float *ar = acc + (size_t)r * ast;
+            const __m512 prev = first ? _mm512_setzero_ps() : _mm512_load_ps(ar);
+            _mm512_store_ps(ar, _mm512_add_ps(prev, t));
         }
 }
 
-/* One call: weight rows row0 .. row0+nr−1 (one panel) × nc tokens. */
+/* One call: weight rows row0 .. row0+nr−1 (one or two panels, nr <= 32)
+ * × nc tokens. */
 AI void amx_k(const int T, int64_t n, float *y, size_t ldy, const void *wp, int64_t row0, int nr,
               const void *vx, size_t xs, int nc)
 {
-    if (nc < AMXK_MIN) {
-        vnni[T](n, y, ldy, wp, row0, nr, vx, xs, nc);
+    if (nc < AMXK_MIN) { /* the VNNI tile, a panel at a time */
+        for (int p = 0; p * PKK_ROWS < nr; p++)
+            vnni[T](n, y + p * PKK_ROWS, ldy, wp, row0 + p * PKK_ROWS,
+                    nr - p * PKK_ROWS < PKK_ROWS ? nr - p * PKK_ROWS : PKK_ROWS, vx, xs, nc);
         return;
     }
     const int64_t nb = n / QK_K;
+    const int np = nr > PKK_ROWS ? 2 : 1;
     const int ntile = (nc + TT - 1) / TT;
-    const uint8_t *pan = (const uint8_t *)wp + (size_t)(row0 / PKK_ROWS) * pkk_panel(T, nb);
+    const int tl = ntile - 1, ml = nc - tl * TT; /* the last tile and its tokens */
+    /* items: (token tile, super-block) with both panels, or with one panel
+     * (tile pair, super-block) */
+    const int nunit = np == 2 ? ntile : (ntile + 1) / 2;
+    const size_t psz = pkk_panel(T, nb);
+    const uint8_t *pan = (const uint8_t *)wp + (size_t)(row0 / PKK_ROWS) * psz;
     const uint8_t *x = vx;
-    _Alignas(64) struct bsb B[SBCH];
-    _Alignas(64) float dvb[SBCH][16], mvb[SBCH][16];
+    _Alignas(64) struct bsb B[SBCH][2];
+    _Alignas(64) float dvb[SBCH][2][16], mvb[SBCH][2][16];
     _Alignas(64) int8_t apad[SBCH][TT][QK_K]; /* A of a last tile of fewer than 16 tokens */
-    _Alignas(64) int32_t cb[2][3][TT][16];
-    _Alignas(64) float accm[AMXK_NC][16];
-    memset(accm, 0, (size_t)ntile * TT * sizeof accm[0]);
+    _Alignas(64) int32_t cb[2][4][TT][16];
+    _Alignas(64) float accm[AMXK_NC][2][16];
 
     _Alignas(64) struct tilecfg saved;
     _tile_storeconfig(&saved);
@@ -282,10 +347,9 @@ AI void amx_k(const int T, int64_t n, float *y, size_t ldy, const void *wp, int6
     for (int64_t i0 = 0; i0 < nb; i0 += SBCH) {
         const int cnt = nb - i0 < SBCH ? (int)(nb - i0) : SBCH;
         for (int s = 0; s < cnt; s++)
-            unpack_sb(T, pan, nb, i0 + s, &B[s], dvb[s], mvb[s]);
-        /* a last tile of fewer than 16 tokens: its A from a copy, rows m..15 zero */
-        const int tl = ntile - 1, ml = nc - tl * TT;
-        if (ml < TT) {
+            for (int p = 0; p < np; p++)
+                unpack_sb(T, pan + (size_t)p * psz, nb, i0 + s, &B[s][p], dvb[s][p], mvb[s][p]);
+        if (ml < TT) { /* the last tile's A from a copy, rows ml..15 zero */
             const uint8_t *xl = x + (size_t)tl * TT * xs + (size_t)i0 * Q8K_SIZE + 4;
             for (int s = 0; s < cnt; s++) {
                 for (int r = 0; r < ml; r++)
@@ -294,34 +358,55 @@ AI void amx_k(const int T, int64_t n, float *y, size_t ldy, const void *wp, int6
             }
         }
         MEMORY_BARRIER();
-        /* one pipeline over (token tile, super-block) pairs q: the products
-         * of q + 1 go out before the epilogue of q, its C store after */
-        const int nq = ntile * cnt;
-#define AMXK_A(q) /* A of pair q: its first byte, row stride */                                     \
-    ((q) / cnt == tl && ml < TT ? (const uint8_t *)apad[(q) % cnt]                                 \
-                                : x + (size_t)((q) / cnt) * TT * xs +                              \
-                                      (size_t)(i0 + (q) % cnt) * Q8K_SIZE + 4)
-#define AMXK_AS(q) ((q) / cnt == tl && ml < TT ? (size_t)QK_K : xs)
-        products(T, AMXK_A(0), AMXK_AS(0), &B[0]);
-        store_c(T, cb[0]);
+        /* one pipeline over the items q: the products of q + 1 go out
+         * before the epilogue of q, their C store after it */
+        const int nq = nunit * cnt;
+#define AMXK_A(t, s) /* A of token tile t at super-block i0 + s */                                  \
+    ((t) == tl && ml < TT ? (const uint8_t *)apad[s]                                               \
+                          : x + (size_t)(t) * TT * xs + (size_t)(i0 + (s)) * Q8K_SIZE + 4)
+#define AMXK_AS(t) ((t) == tl && ml < TT ? (size_t)QK_K : xs)
+#define AMXK_PAIRS(q) (np == 2 ? 2 : 2 * ((q) / cnt) + 1 < ntile ? 2 : 1)
+#define AMXK_ISSUE(q)                                                                              \
+    do {                                                                                           \
+        const int u_ = (q) / cnt, s_ = (q) % cnt;                                                  \
+        if (np == 2) {                                                                             \
+            products2p(T, AMXK_A(u_, s_), AMXK_AS(u_), &B[s_][0], &B[s_][1]);                      \
+        } else {                                                                                   \
+            const int t_ = 2 * u_;                                                                 \
+            const bool two_ = t_ + 1 < ntile;                                                      \
+            products1p(T, AMXK_A(t_, s_), AMXK_AS(t_), two_ ? AMXK_A(t_ + 1, s_) : NULL,           \
+                       two_ ? AMXK_AS(t_ + 1) : 0, two_, &B[s_][0]);                               \
+        }                                                                                          \
+    } while (0)
+        AMXK_ISSUE(0);
+        store_c(AMXK_PAIRS(0), cb[0]);
         for (int q = 0; q < nq; q++) {
-            const int t = q / cnt, sb = q % cnt, t0 = t * TT;
-            if (q + 1 < nq) products(T, AMXK_A(q + 1), AMXK_AS(q + 1), &B[(q + 1) % cnt]);
-            epilogue(T, cb[q % 2], dvb[sb], mvb[sb],
-                     x + (size_t)t0 * xs + (size_t)(i0 + sb) * Q8K_SIZE, xs,
-                     nc - t0 < TT ? nc - t0 : TT, accm + t0);
-            if (q + 1 < nq) store_c(T, cb[(q + 1) % 2]);
+            const int u = q / cnt, sb = q % cnt;
+            if (q + 1 < nq) AMXK_ISSUE(q + 1);
+            for (int k = 0; k < AMXK_PAIRS(q); k++) {
+                const int t = np == 2 ? u : 2 * u + k, p = np == 2 ? k : 0, t0 = t * TT;
+                epilogue(T, cb[q % 2] + 2 * k, &B[sb][p], dvb[sb][p], mvb[sb][p],
+                         x + (size_t)t0 * xs + (size_t)(i0 + sb) * Q8K_SIZE, xs,
+                         nc - t0 < TT ? nc - t0 : TT, i0 + sb == 0, accm[t0][p], 32);
+            }
+            if (q + 1 < nq) store_c(AMXK_PAIRS(q + 1), cb[(q + 1) % 2]);
         }
 #undef AMXK_A
 #undef AMXK_AS
+#undef AMXK_PAIRS
+#undef AMXK_ISSUE
     }
     if (other && saved.palette) { /* the caller's configuration back */
         MEMORY_BARRIER();
         _tile_loadconfig(&saved);
     }
-    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    for (int c = 0; c < nc; c++)
-        _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, _mm512_load_ps(accm[c]));
+    for (int p = 0; p < np; p++) {
+        const int rows = nr - p * PKK_ROWS < PKK_ROWS ? nr - p * PKK_ROWS : PKK_ROWS;
+        const __mmask16 keep = (__mmask16)((1u << rows) - 1);
+        for (int c = 0; c < nc; c++)
+            _mm512_mask_storeu_ps(y + (size_t)c * ldy + p * PKK_ROWS, keep,
+                                  _mm512_load_ps(accm[c][p]));
+    }
 }
 
 #define AMXK_KERNEL(name, T)                                                                       \
@@ -341,6 +426,7 @@ static void set(struct quant_kernels *k, uint32_t type, quant_gemm_packed_fn fn)
     if (!k->gemm_packed || k->gemm_mr != PKK_ROWS) return;
     vnni[type] = k->gemm_packed;
     k->gemm_packed = fn;
+    k->gemm_mr = 2 * PKK_ROWS; /* two panels a call: one A load feeds both */
     k->packed_nc = AMXK_NC;
 }
 
