@@ -197,7 +197,7 @@ struct step_job {
     const struct layer *l; /* NULL for STEP_OUT */
     int64_t il;
     enum step kind;
-    bool resid;       /* STEP_ATTN_IN: add tmp to x first */
+    bool resid;       /* STEP_ATTN_IN, STEP_OUT: add tmp (the last FFN's output) to x first */
     int64_t n_rows;   /* T, or n_out for STEP_OUT */
     int64_t per_task; /* rows per task */
 };

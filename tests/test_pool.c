@@ -17,9 +17,9 @@ struct job {
     atomic_int *hits; /* [n]: calls per index */
     int64_t n;
     int n_threads;
-    int tag;          /* the run this job belongs to */
-    atomic_int bad;   /* calls with a wrong thread id or tag */
-    atomic_int done;  /* calls returned */
+    int tag;         /* the run this job belongs to */
+    atomic_int bad;  /* calls with a wrong thread id or tag */
+    atomic_int done; /* calls returned */
 };
 
 static void task(void *arg, int64_t i, int thread)

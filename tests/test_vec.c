@@ -37,18 +37,17 @@ static int simd_levels(const struct vec_kernels **ks, int *isas)
 {
     int n = 0;
     for (int isa = HR_ISA_SCALAR + 1; isa <= (int)hr_isa_detect(); isa++)
-        if ((ks[n] = vec_kernels_isa(isa)))
-            isas[n++] = isa;
+        if ((ks[n] = vec_kernels_isa(isa))) isas[n++] = isa;
     if (!n)
         cr_skip_test("this CPU has no SIMD level (best: %s): only the scalar reference exists",
                      hr_isa_name(hr_isa_detect()));
     return n;
 }
 
-#define FOR_SIMD_LEVELS(k, isa)                                                                   \
-    const struct vec_kernels *ks_[HR_ISA_COUNT];                                                 \
-    int isas_[HR_ISA_COUNT], nl_ = simd_levels(ks_, isas_);                                      \
-    for (int li_ = 0, isa = isas_[0]; li_ < nl_; li_++, isa = li_ < nl_ ? isas_[li_] : 0)         \
+#define FOR_SIMD_LEVELS(k, isa)                                                                    \
+    const struct vec_kernels *ks_[HR_ISA_COUNT];                                                   \
+    int isas_[HR_ISA_COUNT], nl_ = simd_levels(ks_, isas_);                                        \
+    for (int li_ = 0, isa = isas_[0]; li_ < nl_; li_++, isa = li_ < nl_ ? isas_[li_] : 0)          \
         for (const struct vec_kernels *k = ks_[li_]; k; k = NULL)
 
 static uint32_t rng_u32(uint64_t *s)
@@ -74,8 +73,7 @@ static uint32_t bits(float f)
 static int64_t ulps(float a, float b)
 {
     int64_t ia = bits(a) & 0x7fffffff, ib = bits(b) & 0x7fffffff;
-    if ((bits(a) ^ bits(b)) >> 31 && ia && ib)
-        return INT64_MAX;
+    if ((bits(a) ^ bits(b)) >> 31 && ia && ib) return INT64_MAX;
     return ia > ib ? ia - ib : ib - ia;
 }
 
@@ -103,8 +101,7 @@ Test(vec, exp_within_2ulp)
                 for (int i = 0; i < n; i++) {
                     float want = expf(x[i]);
                     int64_t d = ulps(y[i], want);
-                    if (d > worst)
-                        worst = d, worst_x = x[i];
+                    if (d > worst) worst = d, worst_x = x[i];
                 }
             }
         cr_assert_leq(worst, 2, "%s: exp(%a) is %lld ulp from expf", hr_isa_name((enum hr_isa)isa),
@@ -138,8 +135,8 @@ Test(vec, add_rope_f16_same_bits)
         sn[i] = sinf((float)i * 0.37f);
     }
     /* the f16 conversion's edge cases: halfway, overflow, subnormal, NaN */
-    float special[] = {65504.0f, 65520.0f, 65519.99f, 1e-7f, -3e-8f, 6.1e-5f, NAN, -INFINITY,
-                       0x1.002p0f, 0x1.006p0f, -0.0f, 2.98e-8f, 1e9f};
+    float special[] = {65504.0f,  65520.0f,   65519.99f,  1e-7f, -3e-8f,   6.1e-5f, NAN,
+                       -INFINITY, 0x1.002p0f, 0x1.006p0f, -0.0f, 2.98e-8f, 1e9f};
     memcpy(x + 100, special, sizeof special);
     /* the reference itself: a rotation keeps each pair's length, NORM and
      * NEOX pair different elements */
@@ -209,8 +206,8 @@ Test(vec, rmsnorm_swiglu_close_to_scalar)
             r->rmsnorm_f32(a, x, w, n, 1e-6f);
             k->rmsnorm_f32(b, x, w, n, 1e-6f);
             for (int i = 0; i < n; i++)
-                cr_assert_leq(ulps(a[i], b[i]), 3, "%s: rmsnorm n = %d [%d]: %a vs %a", name, n,
-                              i, (double)a[i], (double)b[i]);
+                cr_assert_leq(ulps(a[i], b[i]), 3, "%s: rmsnorm n = %d [%d]: %a vs %a", name, n, i,
+                              (double)a[i], (double)b[i]);
             memcpy(b, x, (size_t)n * sizeof *b);
             k->rmsnorm_f32(b, b, w, n, 1e-6f); /* in place */
             for (int i = 0; i < n; i++)
@@ -233,7 +230,7 @@ Test(vec, rmsnorm_swiglu_close_to_scalar)
 struct attn_case {
     int64_t hd, stride, n_pos;
     bool f16;
-    float *q;    /* [VEC_ATTN_LANES][hd] */
+    float *q;       /* [VEC_ATTN_LANES][hd] */
     float *kf, *vf; /* [n_pos][stride] f32 values (the f16 ones when f16) */
     uint16_t *kh, *vh;
     float *scratch;
@@ -269,18 +266,24 @@ static void case_free(struct attn_case *c)
 
 /* Runs a tile of n lanes: lane l is query qi[l] with last key last[l];
  * outputs to o + l·hd. */
-static void run_tile(const struct vec_kernels *k, const struct attn_case *c, int n,
-                     const int *qi, const int32_t *last, float *o)
+static void run_tile(const struct vec_kernels *k, const struct attn_case *c, int n, const int *qi,
+                     const int32_t *last, float *o)
 {
     const float *q[VEC_ATTN_LANES];
     float *op[VEC_ATTN_LANES];
     for (int l = 0; l < n; l++)
         q[l] = c->q + qi[l] * c->hd, op[l] = o + l * c->hd;
-    struct vec_attn a = {
-        .n = n, .hd = c->hd, .q = q, .o = op, .last = last,
-        .k = c->f16 ? (const void *)c->kh : c->kf, .v = c->f16 ? (const void *)c->vh : c->vf,
-        .stride = c->stride, .f16 = c->f16, .scale = 1.0f / sqrtf((float)c->hd),
-        .scratch = c->scratch};
+    struct vec_attn a = {.n = n,
+                         .hd = c->hd,
+                         .q = q,
+                         .o = op,
+                         .last = last,
+                         .k = c->f16 ? (const void *)c->kh : c->kf,
+                         .v = c->f16 ? (const void *)c->vh : c->vf,
+                         .stride = c->stride,
+                         .f16 = c->f16,
+                         .scale = 1.0f / sqrtf((float)c->hd),
+                         .scratch = c->scratch};
     k->attn_tile(&a);
 }
 
@@ -313,7 +316,8 @@ static void attn_double(const struct attn_case *c, int qi, int32_t last, double 
 /* lane sets: several lasts around block edges, unequal within a tile */
 static void lasts_for(int n, int variant, int32_t n_pos, int32_t *last, int *qi)
 {
-    static const int32_t picks[] = {0, 1, 30, 31, 32, 33, 63, 64, 95, 96, 150, 199, 7, 45, 128, 131};
+    static const int32_t picks[] = {0,  1,  30,  31,  32, 33, 63,  64,
+                                    95, 96, 150, 199, 7,  45, 128, 131};
     for (int l = 0; l < n; l++) {
         int32_t v = picks[(l * 5 + variant * 3) % 16];
         last[l] = variant == 2 ? n_pos - 1 - (l / 3) : v < n_pos ? v : n_pos - 1;
@@ -433,7 +437,8 @@ Test(vec, attn_simd_matches_double_and_scalar)
                 int32_t last[VEC_ATTN_LANES];
                 int qi[VEC_ATTN_LANES];
                 lasts_for(n, 1, 200, last, qi);
-                float *a = malloc((size_t)(n * hd) * sizeof *a), *b = malloc((size_t)(n * hd) * sizeof *b);
+                float *a = malloc((size_t)(n * hd) * sizeof *a),
+                      *b = malloc((size_t)(n * hd) * sizeof *b);
                 cr_assert(a && b);
                 run_tile(r, &c, n, qi, last, a);
                 run_tile(k, &c, n, qi, last, b);

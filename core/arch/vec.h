@@ -1,6 +1,7 @@
 /*
- * vec.h — small f32 vector primitives of the attention inner loops, chosen
- * per ISA like the quant kernels (arch.h).
+ * vec.h — the f32 vector primitives of the forward pass (attention, the
+ * elementwise ops between the products) and of LoRA's and the trainer's
+ * inner loops, chosen per ISA like the quant kernels (arch.h).
  *
  * dot_f32 sums in the order of the reference's ggml_vec_dot_f32 on an
  * AVX-512 build — 64 elements per step into 4×16 lanes with fused
@@ -41,9 +42,9 @@
  * from M = −inf, S = 0, o = 0, and at the end o *= 1/S (0 when S = 0);
  * q·k_j sums in dot_f32's order (an f16 key converted exactly first), so
  * an f32 cache gives the reference's bits up to the exponential. Every
- * operation is a lane's own, so its bits do not depend
- * on the other lanes nor on their count: a query row gets the same result
- * in any tile. The scalar reference uses libm's expf, the vector levels
+ * operation is a lane's own, so its bits do not depend on the other lanes
+ * nor on their count: a query row gets the same result in any tile. The
+ * scalar reference uses libm's expf, the vector levels
  * exp_f32's exponential — the only difference between levels. Keys are
  * read in blocks of VEC_ATTN_KB (an f16 block converted once for every
  * lane); blocks do not change the order. */
@@ -63,9 +64,10 @@ struct vec_attn {
 /* Floats of scratch an attn_tile call needs at head dimension hd. */
 static inline size_t vec_attn_scratch(int64_t hd)
 {
-    return 4 * (size_t)VEC_ATTN_KB * VEC_ATTN_LANES /* a block's scores, exponentials, */
-           + VEC_ATTN_LANES                          /* rescales and weights */
-           + 2 * (size_t)VEC_ATTN_KB * (size_t)hd;    /* a block of K and V in f32 (f16 cache) */
+    /* a block's scores, exponents (with a vector of slack), rescales and
+     * weights per lane; the block's K and V as f32 (an f16 cache) */
+    return 4 * (size_t)VEC_ATTN_KB * VEC_ATTN_LANES + VEC_ATTN_LANES +
+           2 * (size_t)VEC_ATTN_KB * (size_t)hd;
 }
 
 struct vec_kernels {

@@ -99,8 +99,7 @@ static void scalar_attn_tile(const struct vec_attn *a)
         s_run[l] = 0.0f;
         for (int64_t i = 0; i < hd; i++)
             a->o[l][i] = 0.0f;
-        if (a->last[l] + 1 > n_keys)
-            n_keys = a->last[l] + 1;
+        if (a->last[l] + 1 > n_keys) n_keys = a->last[l] + 1;
     }
     for (int32_t b0 = 0; b0 < n_keys; b0 += VEC_ATTN_KB) {
         int32_t b1 = b0 + VEC_ATTN_KB < n_keys ? b0 + VEC_ATTN_KB : n_keys;
@@ -187,9 +186,8 @@ void vec_ops_init(struct vec_kernels *k, int isa)
 #else
     (void)isa;
 #endif
-#define FILL(f)                                                                                  \
-    if (!k->f)                                                                                   \
-    k->f = s.f
+#define FILL(f)                                                                                    \
+    if (!k->f) k->f = s.f
     FILL(add_f32);
     FILL(rmsnorm_f32);
     FILL(exp_f32);

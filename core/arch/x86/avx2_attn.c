@@ -72,7 +72,7 @@ AI __m256 reduce8(const __m256 *h)
 }
 
 /* the lane whose pair goes into slot p (σ⁻¹) */
-#define TAU(p) (4 * ((p) & 1) + ((p) >> 1))
+#define TAU(p) (4 * ((p)&1) + ((p) >> 1))
 
 static float dot_tail(float head, const float *q, const float *k, int64_t np, int64_t hd)
 {
@@ -103,8 +103,7 @@ AI void scores_np(float *sc, const float *const *q, int n, int n_pad, int shift,
             _mm256_storeu_ps(rr, r);
             for (int i = 0; i < 8; i++) {
                 int l = i & (n_pad - 1), j = j0 + (i >> shift);
-                if (l < n && j < nb)
-                    rr[i] = dot_tail(NP ? rr[i] : 0.0f, q[l], kr[j], NP, hd);
+                if (l < n && j < nb) rr[i] = dot_tail(NP ? rr[i] : 0.0f, q[l], kr[j], NP, hd);
             }
             r = _mm256_loadu_ps(rr);
         }
@@ -112,8 +111,8 @@ AI void scores_np(float *sc, const float *const *q, int n, int n_pad, int shift,
             __m256 s = _mm256_permutevar8x32_ps(
                 r, _mm256_and_si256(_mm256_add_epi32(lane_idx, _mm256_set1_epi32(g * n_pad)),
                                     _mm256_set1_epi32(7)));
-            __m256 unseen = _mm256_castsi256_ps(
-                _mm256_cmpgt_epi32(_mm256_set1_epi32(b0 + j0 + g), lastv));
+            __m256 unseen =
+                _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(b0 + j0 + g), lastv));
             _mm256_storeu_ps(sc + (j0 + g) * L,
                              _mm256_blendv_ps(_mm256_mul_ps(s, vscale), ninf, unseen));
         }
@@ -122,16 +121,16 @@ AI void scores_np(float *sc, const float *const *q, int n, int n_pad, int shift,
 
 /* the lane count and head size as constants for the common shapes (see
  * avx512_attn.c) */
-#define SCORES_NP(NPAD, SHIFT)                                                                    \
-    static void scores_##NPAD(float *sc, const float *const *q, int n, const float *const *kr,    \
-                              int nb, int64_t hd, float scale, __m256i lastv, int32_t b0)         \
-    {                                                                                             \
-        if (hd == 64)                                                                             \
-            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, 64, 64, scale, lastv, b0);                   \
-        else if (hd == 128)                                                                       \
-            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, 128, 128, scale, lastv, b0);                 \
-        else                                                                                      \
-            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, hd, hd & ~(int64_t)63, scale, lastv, b0);    \
+#define SCORES_NP(NPAD, SHIFT)                                                                     \
+    static void scores_##NPAD(float *sc, const float *const *q, int n, const float *const *kr,     \
+                              int nb, int64_t hd, float scale, __m256i lastv, int32_t b0)          \
+    {                                                                                              \
+        if (hd == 64)                                                                              \
+            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, 64, 64, scale, lastv, b0);                    \
+        else if (hd == 128)                                                                        \
+            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, 128, 128, scale, lastv, b0);                  \
+        else                                                                                       \
+            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, hd, hd & ~(int64_t)63, scale, lastv, b0);     \
     }
 SCORES_NP(1, 0)
 SCORES_NP(2, 1)
@@ -142,10 +141,18 @@ static void scores(float *sc, const float *const *q, int n, int n_pad, const flo
                    int nb, int64_t hd, float scale, __m256i lastv, int32_t b0)
 {
     switch (n_pad) {
-    case 1: scores_1(sc, q, n, kr, nb, hd, scale, lastv, b0); break;
-    case 2: scores_2(sc, q, n, kr, nb, hd, scale, lastv, b0); break;
-    case 4: scores_4(sc, q, n, kr, nb, hd, scale, lastv, b0); break;
-    default: scores_8(sc, q, n, kr, nb, hd, scale, lastv, b0); break;
+    case 1:
+        scores_1(sc, q, n, kr, nb, hd, scale, lastv, b0);
+        break;
+    case 2:
+        scores_2(sc, q, n, kr, nb, hd, scale, lastv, b0);
+        break;
+    case 4:
+        scores_4(sc, q, n, kr, nb, hd, scale, lastv, b0);
+        break;
+    default:
+        scores_8(sc, q, n, kr, nb, hd, scale, lastv, b0);
+        break;
     }
 }
 
@@ -193,8 +200,8 @@ AI void pv_chunk(int NL, int NV, bool PART, float *const *o, const int *lane, co
 
 /* lanes lane[0..nl) (nl <= 2, both ending at key je of the block), in
  * 32-float slices of the row */
-static void pv(int nl, const struct vec_attn *a, const int *lane, const float *rv,
-               const float *wv, const unsigned *gt, const float *const *vr, int je)
+static void pv(int nl, const struct vec_attn *a, const int *lane, const float *rv, const float *wv,
+               const unsigned *gt, const float *const *vr, int je)
 {
     float *o[2] = {a->o[lane[0]], nl > 1 ? a->o[lane[1]] : NULL};
     const __m256i all = _mm256_set1_epi32(-1);
@@ -211,9 +218,15 @@ static void pv(int nl, const struct vec_attn *a, const int *lane, const float *r
         __m256i mlast = first_lanes(left - 8 * (nv - 1));
         for (int x = 0; x < nl; x++) { /* rare shapes: one lane at a time */
             switch (nv) {
-            case 3: pv_chunk(1, 3, true, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast); break;
-            case 2: pv_chunk(1, 2, true, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast); break;
-            default: pv_chunk(1, 1, true, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast); break;
+            case 3:
+                pv_chunk(1, 3, true, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast);
+                break;
+            case 2:
+                pv_chunk(1, 2, true, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast);
+                break;
+            default:
+                pv_chunk(1, 1, true, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast);
+                break;
             }
         }
     }
@@ -242,8 +255,7 @@ void arch_avx2_attn_tile(const struct vec_attn *a)
     for (int l = 0; l < L; l++) {
         lastv_[l] = l < n ? a->last[l] : 0;
         q[l] = a->q[l < n ? l : 0];
-        if (lastv_[l] + 1 > n_keys)
-            n_keys = lastv_[l] + 1;
+        if (lastv_[l] + 1 > n_keys) n_keys = lastv_[l] + 1;
     }
     for (int l = 0; l < n; l++)
         for (int64_t i = 0; i < hd; i++)
@@ -273,8 +285,8 @@ void arch_avx2_attn_tile(const struct vec_attn *a)
         for (int j = 0; j < nb; j++) {
             __m256 s = _mm256_loadu_ps(sc + j * L);
             __m256 up = _mm256_cmp_ps(s, m_run, _CMP_GT_OQ);
-            _mm256_storeu_ps(dx + j * n_pad,
-                             _mm256_blendv_ps(_mm256_sub_ps(s, m_run), _mm256_sub_ps(m_run, s), up));
+            _mm256_storeu_ps(dx + j * n_pad, _mm256_blendv_ps(_mm256_sub_ps(s, m_run),
+                                                              _mm256_sub_ps(m_run, s), up));
             m_run = _mm256_blendv_ps(m_run, s, up);
             gt[j] = (unsigned)_mm256_movemask_ps(up);
         }
@@ -283,10 +295,10 @@ void arch_avx2_attn_tile(const struct vec_attn *a)
                              vx256_exp(_mm256_maskload_ps(dx + i, first_lanes(nb * n_pad - i))));
         for (int j = 0; j < nb; j++) {
             __m256 e = _mm256_maskload_ps(dx + j * n_pad, used);
-            __m256 up = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
-                _mm256_and_si256(_mm256_set1_epi32((int)gt[j]),
-                                 _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128)),
-                _mm256_setzero_si256()));
+            __m256 up = _mm256_castsi256_ps(
+                _mm256_cmpgt_epi32(_mm256_and_si256(_mm256_set1_epi32((int)gt[j]),
+                                                    _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128)),
+                                   _mm256_setzero_si256()));
             __m256 r = _mm256_blendv_ps(one, e, up), w = _mm256_blendv_ps(e, one, up);
             s_run = _mm256_add_ps(_mm256_mul_ps(s_run, r), w);
             _mm256_storeu_ps(rv + j * L, r);
@@ -294,8 +306,7 @@ void arch_avx2_attn_tile(const struct vec_attn *a)
         }
 
         for (int l = 0; l < n; l++) {
-            if (b0 > a->last[l])
-                continue;
+            if (b0 > a->last[l]) continue;
             int je = a->last[l] + 1 - b0 < nb ? a->last[l] + 1 - b0 : nb;
             int lane[2] = {l, l + 1};
             if (l + 1 < n && b0 <= a->last[l + 1] &&

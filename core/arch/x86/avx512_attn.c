@@ -85,7 +85,7 @@ AI __m512 reduce16(const __m512 *v)
 }
 
 /* σ: the slot of the pair that lands in lane i (an involution) */
-#define SIGMA(i) (4 * ((i) & 3) + ((i) >> 2))
+#define SIGMA(i) (4 * ((i)&3) + ((i) >> 2))
 
 /* dot_f32's tail: the elements past the last whole 64, added in double to
  * the tree's sum (or to 0 when there is no whole 64) */
@@ -106,7 +106,8 @@ AI void scores_np(float *sc, const float *const *q, int n, int n_pad, int shift,
 {
     const int kpr = L / n_pad; /* keys per reduction */
     const __m512 ninf = _mm512_set1_ps(-INFINITY), vscale = _mm512_set1_ps(scale);
-    const __m512i lane_idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i lane_idx =
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int j0 = 0; j0 < nb; j0 += kpr) {
         __m512 v[16];
 #pragma GCC unroll 16
@@ -120,8 +121,7 @@ AI void scores_np(float *sc, const float *const *q, int n, int n_pad, int shift,
             _mm512_storeu_ps(rr, r);
             for (int i = 0; i < 16; i++) {
                 int l = i & (n_pad - 1), j = j0 + (i >> shift);
-                if (l < n && j < nb)
-                    rr[i] = dot_tail(NP ? rr[i] : 0.0f, q[l], kr[j], NP, hd);
+                if (l < n && j < nb) rr[i] = dot_tail(NP ? rr[i] : 0.0f, q[l], kr[j], NP, hd);
             }
             r = _mm512_loadu_ps(rr);
         }
@@ -138,16 +138,16 @@ AI void scores_np(float *sc, const float *const *q, int n, int n_pad, int shift,
 
 /* the lane count and head size as constants for the common shapes, so that
  * a key's chunks stay in registers across its pairs */
-#define SCORES_NP(NPAD, SHIFT)                                                                    \
-    static void scores_##NPAD(float *sc, const float *const *q, int n, const float *const *kr,    \
-                              int nb, int64_t hd, float scale, __m512i lastv, int32_t b0)         \
-    {                                                                                             \
-        if (hd == 64)                                                                             \
-            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, 64, 64, scale, lastv, b0);                   \
-        else if (hd == 128)                                                                       \
-            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, 128, 128, scale, lastv, b0);                 \
-        else                                                                                      \
-            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, hd, hd & ~(int64_t)63, scale, lastv, b0);    \
+#define SCORES_NP(NPAD, SHIFT)                                                                     \
+    static void scores_##NPAD(float *sc, const float *const *q, int n, const float *const *kr,     \
+                              int nb, int64_t hd, float scale, __m512i lastv, int32_t b0)          \
+    {                                                                                              \
+        if (hd == 64)                                                                              \
+            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, 64, 64, scale, lastv, b0);                    \
+        else if (hd == 128)                                                                        \
+            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, 128, 128, scale, lastv, b0);                  \
+        else                                                                                       \
+            scores_np(sc, q, n, NPAD, SHIFT, kr, nb, hd, hd & ~(int64_t)63, scale, lastv, b0);     \
     }
 SCORES_NP(1, 0)
 SCORES_NP(2, 1)
@@ -159,11 +159,21 @@ static void scores(float *sc, const float *const *q, int n, int n_pad, const flo
                    int nb, int64_t hd, float scale, __m512i lastv, int32_t b0)
 {
     switch (n_pad) {
-    case 1: scores_1(sc, q, n, kr, nb, hd, scale, lastv, b0); break;
-    case 2: scores_2(sc, q, n, kr, nb, hd, scale, lastv, b0); break;
-    case 4: scores_4(sc, q, n, kr, nb, hd, scale, lastv, b0); break;
-    case 8: scores_8(sc, q, n, kr, nb, hd, scale, lastv, b0); break;
-    default: scores_16(sc, q, n, kr, nb, hd, scale, lastv, b0); break;
+    case 1:
+        scores_1(sc, q, n, kr, nb, hd, scale, lastv, b0);
+        break;
+    case 2:
+        scores_2(sc, q, n, kr, nb, hd, scale, lastv, b0);
+        break;
+    case 4:
+        scores_4(sc, q, n, kr, nb, hd, scale, lastv, b0);
+        break;
+    case 8:
+        scores_8(sc, q, n, kr, nb, hd, scale, lastv, b0);
+        break;
+    default:
+        scores_16(sc, q, n, kr, nb, hd, scale, lastv, b0);
+        break;
     }
 }
 
@@ -172,9 +182,8 @@ static void scores(float *sc, const float *const *q, int n, int n_pad, const flo
 /* o[c0 .. c0 + 16·NV) (the last vector masked by mlast) of NL lanes over
  * the block's first je keys: where a lane's max moved at a key (bit of
  * gt), o·r first; then o = fma(v, w, o). */
-AI void pv_chunk(int NL, int NV, float *const *o, const int *lane, const float *rv,
-                 const float *wv, const __mmask16 *gt, const float *const *vr, int je, int64_t c0,
-                 __mmask16 mlast)
+AI void pv_chunk(int NL, int NV, float *const *o, const int *lane, const float *rv, const float *wv,
+                 const __mmask16 *gt, const float *const *vr, int je, int64_t c0, __mmask16 mlast)
 {
     __m512 acc[4][8];
     for (int a = 0; a < NL; a++)
@@ -202,18 +211,26 @@ AI void pv_chunk(int NL, int NV, float *const *o, const int *lane, const float *
 }
 
 /* lanes lane[0..nl) (nl <= 4; all ending at key je of the block) */
-static void pv(int nl, const struct vec_attn *a, const int *lane, const float *rv,
-               const float *wv, const __mmask16 *gt, const float *const *vr, int je)
+static void pv(int nl, const struct vec_attn *a, const int *lane, const float *rv, const float *wv,
+               const __mmask16 *gt, const float *const *vr, int je)
 {
     float *o[4];
     for (int x = 0; x < nl; x++)
         o[x] = a->o[lane[x]];
     if (a->hd == 64) { /* the common shapes with constant sizes: registers only */
         switch (nl) {
-        case 4: pv_chunk(4, 4, o, lane, rv, wv, gt, vr, je, 0, 0xffff); break;
-        case 3: pv_chunk(3, 4, o, lane, rv, wv, gt, vr, je, 0, 0xffff); break;
-        case 2: pv_chunk(2, 4, o, lane, rv, wv, gt, vr, je, 0, 0xffff); break;
-        default: pv_chunk(1, 4, o, lane, rv, wv, gt, vr, je, 0, 0xffff); break;
+        case 4:
+            pv_chunk(4, 4, o, lane, rv, wv, gt, vr, je, 0, 0xffff);
+            break;
+        case 3:
+            pv_chunk(3, 4, o, lane, rv, wv, gt, vr, je, 0, 0xffff);
+            break;
+        case 2:
+            pv_chunk(2, 4, o, lane, rv, wv, gt, vr, je, 0, 0xffff);
+            break;
+        default:
+            pv_chunk(1, 4, o, lane, rv, wv, gt, vr, je, 0, 0xffff);
+            break;
         }
         return;
     }
@@ -232,10 +249,18 @@ static void pv(int nl, const struct vec_attn *a, const int *lane, const float *r
         __mmask16 mlast = lanes_below(left - 16 * (nv - 1));
         for (int x = 0; x < nl; x++) { /* one lane at a time: rare shapes */
             switch (nv) {
-            case 4: pv_chunk(1, 4, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast); break;
-            case 3: pv_chunk(1, 3, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast); break;
-            case 2: pv_chunk(1, 2, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast); break;
-            default: pv_chunk(1, 1, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast); break;
+            case 4:
+                pv_chunk(1, 4, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast);
+                break;
+            case 3:
+                pv_chunk(1, 3, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast);
+                break;
+            case 2:
+                pv_chunk(1, 2, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast);
+                break;
+            default:
+                pv_chunk(1, 1, o + x, lane + x, rv, wv, gt, vr, je, c0, mlast);
+                break;
             }
         }
     }
@@ -264,8 +289,7 @@ void arch_avx512_attn_tile(const struct vec_attn *a)
     for (int l = 0; l < L; l++) {
         lastv_[l] = l < n ? a->last[l] : 0;
         q[l] = a->q[l < n ? l : 0];
-        if (lastv_[l] + 1 > n_keys)
-            n_keys = lastv_[l] + 1;
+        if (lastv_[l] + 1 > n_keys) n_keys = lastv_[l] + 1;
     }
     for (int l = 0; l < n; l++)
         for (int64_t i = 0; i < hd; i += 16)
@@ -297,7 +321,8 @@ void arch_avx512_attn_tile(const struct vec_attn *a)
         for (int j = 0; j < nb; j++) {
             __m512 s = _mm512_loadu_ps(sc + j * L);
             __mmask16 up = _mm512_cmp_ps_mask(s, m_run, _CMP_GT_OQ);
-            _mm512_storeu_ps(dx + j * n_pad, _mm512_mask_sub_ps(_mm512_sub_ps(s, m_run), up, m_run, s));
+            _mm512_storeu_ps(dx + j * n_pad,
+                             _mm512_mask_sub_ps(_mm512_sub_ps(s, m_run), up, m_run, s));
             m_run = _mm512_mask_mov_ps(m_run, up, s);
             gt[j] = up;
         }
