@@ -15,8 +15,9 @@
  * byte (signed), p = lo + 256·hi, and two tile products give
  *     isum = Σ_e lo_e·a_e + 256·Σ_e hi_e·a_e
  * exactly (int32 sums, far from overflow: |isum| < 2^25). msum is the
- * reference's own expression, by vpdpwssd of the word pairs (m_j, m_j) of
- * 16 rows with a token's bsums. The epilogue then applies the reference's
+ * reference's own expression, by vpdpwssd of the word pairs (m_2p, m_2p+1)
+ * of 16 rows with a token's sub-block sums bsums[2j] + bsums[2j+1] (made
+ * once per call for every token). The epilogue then applies the reference's
  * float expression to each super-block, in order: results are the
  * reference's bit for bit, as the VNNI tiles' are, so a token's logits do
  * not depend on whether its batch went through AMX.
@@ -45,10 +46,10 @@
  * the scaled B costs about what 8 tokens of VNNI products do.
  *
  * Throughput, one thread, L2-resident (CPU time, the development Xeon):
- * 32 rows × 128 tokens Q4_K ~900 GOP/s, Q6_K ~1200, against ~390 / ~300 for
+ * 32 rows × 128 tokens Q4_K ~1000 GOP/s, Q6_K ~1200, against ~390 / ~300 for
  * the VNNI tile of 16 tokens. Per 16 rows × 16 tokens × 256 elements the
  * tile side (8 products, 2 A and 8 B tile loads, 2 C stores) takes ~75 ns,
- * the unpacking ~13 (Q4_K), the epilogue ~65 (Q4_K, with the mins) or ~25
+ * the unpacking ~13 (Q4_K), the epilogue ~55 (Q4_K, with the mins) or ~25
  * (Q6_K), and they overlap only in part.
  */
 #include "../../quant_impl.h"
@@ -95,11 +96,12 @@ static quant_gemm_packed_fn vnni[HR_TYPE_COUNT];
 
 /* B of one super-block, per 64-element chunk c: the low and high bytes of
  * sc·q, each a 16 × 64-byte tile; and for the mins (Q4_K/Q5_K) the word
- * pairs (m_j, m_j) of each row, the vpdpwssd operand against bsums. */
+ * pairs (m_2p, m_2p+1) of each row, the vpdpwssd operand against the sums
+ * of a token's sub-blocks (bsums[2j] + bsums[2j+1]) taken in pairs. */
 struct bsb {
     int8_t lo[4][16][64];
     int8_t hi[4][16][64];
-    int32_t mp[8][16];
+    int32_t mp[4][16];
 };
 
 /* The low and high bytes of p = n·sc per byte: n unsigned, se the bytes
@@ -170,8 +172,7 @@ AI void unpack_sb(const int T, const uint8_t *pan, int64_t nb, int64_t i, struct
         const int jl = 2 * h, jh = 2 * h + 1;
         const __m512i se_lo = _mm512_shuffle_epi8(sc[jl / 4], ctl_pair(jl % 4));
         const __m512i se_hi = _mm512_shuffle_epi8(sc[jh / 4], ctl_pair(jh % 4));
-        _mm512_store_si512(B->mp[jl], _mm512_shuffle_epi8(mn[jl / 4], ctl_pair(jl % 4)));
-        _mm512_store_si512(B->mp[jh], _mm512_shuffle_epi8(mn[jh / 4], ctl_pair(jh % 4)));
+        _mm512_store_si512(B->mp[h], _mm512_shuffle_epi8(mn[h / 2], ctl_zpair(h % 2)));
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             const __m512i Q = ldv(v + 64 * (size_t)(8 * h + g));
@@ -274,19 +275,21 @@ AI void store_c(int k, int32_t cb[4][TT][16])
 /* acc[r·ast] += d·d_a·isum − dmin·d_a·msum (Q6_K: d·d_a·isum) for the m
  * tokens of a tile (sums lo, hi in cb[0], cb[1]), in the reference's order
  * (the first super-block adds to 0, where the reference's sum starts);
- * msum by vpdpwssd of the (m_j, m_j) pairs with each token's bsums. xd:
- * token 0's Q8_K block (its fp32 d first), tokens xs apart. */
+ * msum by vpdpwssd of the (m_2p, m_2p+1) pairs with token r's sub-block
+ * sums bp[r] (the reference's Σ_j m_j·(bsums[2j] + bsums[2j+1]), exact:
+ * each pair sum is at most 32·128 in magnitude). xd: token 0's Q8_K block
+ * (its fp32 d first), tokens xs apart. */
 AI void epilogue(const int T, int32_t cb[][TT][16], const struct bsb *B, const float *dvp,
-                 const float *mvp, const uint8_t *xd, size_t xs, int m, bool first, float *acc,
-                 size_t ast)
+                 const float *mvp, const uint8_t *xd, size_t xs, int32_t (*bp)[4], int m,
+                 bool first, float *acc, size_t ast)
 {
     const __m512 dv = _mm512_load_ps(dvp);
     __m512 mv = _mm512_setzero_ps();
-    __m512i mp[8];
+    __m512i mp[4];
     if (T != HR_TYPE_Q6_K) {
         mv = _mm512_load_ps(mvp);
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
             mp[j] = _mm512_load_si512(B->mp[j]);
     }
 #pragma GCC unroll 16
@@ -299,10 +302,9 @@ AI void epilogue(const int T, int32_t cb[][TT][16], const struct bsb *B, const f
             __m512 t = _mm512_mul_ps(_mm512_mul_ps(dv, da), _mm512_cvtepi32_ps(isum));
             if (T != HR_TYPE_Q6_K) {
                 __m512i ms = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++)
-                    ms = _mm512_dpwssd_epi32(ms, mp[j],
-                                             _mm512_set1_epi32((int)ld32(xr + 260 + 4 * (size_t)j)));
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++)
+                    ms = _mm512_dpwssd_epi32(ms, mp[j], _mm512_set1_epi32(bp[r][j]));
                 t = _mm512_sub_ps(t, _mm512_mul_ps(_mm512_mul_ps(mv, da), _mm512_cvtepi32_ps(ms)));
             }
             float *ar = acc + (size_t)r * ast;
@@ -337,6 +339,7 @@ AI void amx_k(const int T, int64_t n, float *y, size_t ldy, const void *wp, int6
     _Alignas(64) int8_t apad[SBCH][TT][QK_K]; /* A of a last tile of fewer than 16 tokens */
     _Alignas(64) int32_t cb[2][4][TT][16];
     _Alignas(64) float accm[AMXK_NC][2][16];
+    _Alignas(64) int32_t bp[SBCH][AMXK_NC][4]; /* each token's sub-block sums, in word pairs */
 
     _Alignas(64) struct tilecfg saved;
     _tile_storeconfig(&saved);
@@ -349,6 +352,13 @@ AI void amx_k(const int T, int64_t n, float *y, size_t ldy, const void *wp, int6
         for (int s = 0; s < cnt; s++)
             for (int p = 0; p < np; p++)
                 unpack_sb(T, pan + (size_t)p * psz, nb, i0 + s, &B[s][p], dvb[s][p], mvb[s][p]);
+        if (T != HR_TYPE_Q6_K) /* bsums[2j] + bsums[2j+1] of every token, as 8 words */
+            for (int s = 0; s < cnt; s++)
+                for (int c = 0; c < nc; c++) {
+                    const __m256i b16 = lu256(x + (size_t)c * xs + (size_t)(i0 + s) * Q8K_SIZE + 260);
+                    const __m256i b32 = _mm256_madd_epi16(b16, _mm256_set1_epi16(1));
+                    _mm_store_si128((__m128i *)bp[s][c], _mm256_cvtepi32_epi16(b32));
+                }
         if (ml < TT) { /* the last tile's A from a copy, rows ml..15 zero */
             const uint8_t *xl = x + (size_t)tl * TT * xs + (size_t)i0 * Q8K_SIZE + 4;
             for (int s = 0; s < cnt; s++) {
@@ -386,7 +396,7 @@ AI void amx_k(const int T, int64_t n, float *y, size_t ldy, const void *wp, int6
             for (int k = 0; k < AMXK_PAIRS(q); k++) {
                 const int t = np == 2 ? u : 2 * u + k, p = np == 2 ? k : 0, t0 = t * TT;
                 epilogue(T, cb[q % 2] + 2 * k, &B[sb][p], dvb[sb][p], mvb[sb][p],
-                         x + (size_t)t0 * xs + (size_t)(i0 + sb) * Q8K_SIZE, xs,
+                         x + (size_t)t0 * xs + (size_t)(i0 + sb) * Q8K_SIZE, xs, bp[sb] + t0,
                          nc - t0 < TT ? nc - t0 : TT, i0 + sb == 0, accm[t0][p], 32);
             }
             if (q + 1 < nq) store_c(AMXK_PAIRS(q + 1), cb[(q + 1) % 2]);

@@ -195,6 +195,17 @@ AI __m512i ctl_top(int b)
     return _mm512_set4_epi32((int)k[3], (int)k[2], (int)k[1], (int)k[0]);
 }
 
+/* bytes 2q, 2q+1 of each dword into its two words, zero-extended */
+AI __m512i ctl_zpair(int q)
+{
+    unsigned k[4];
+    for (int i = 0; i < 4; i++) {
+        unsigned s = 4u * (unsigned)i + 2u * (unsigned)q;
+        k[i] = 0x80000000u | (s + 1) << 16 | 0x8000u | s;
+    }
+    return _mm512_set4_epi32((int)k[3], (int)k[2], (int)k[1], (int)k[0]);
+}
+
 /* bytes 2q, 2q+1 of each dword into the high bytes of its two words (an
  * arithmetic word shift by 8 then sign-extends them) */
 AI __m512i ctl_wpair(int q)
