@@ -575,13 +575,12 @@ AI float dot1(const int T, int64_t nb, const uint8_t *w, const uint8_t *x)
 
 #define PCG 4 /* activation rows whose dot chains run together (the weights are
                * unpacked once per group; 4: accumulators fit the registers) */
-/* Decode: software prefetch of the panel stream into L1, this many bytes
- * ahead (Q6_K: twice as far; it spends more time per byte unpacking). Best
- * of the distances and hints tried on the development Xeon, one thread on a
- * 400 MB matrix: Q4_K 11.3 GB/s with 4 KB pages, 14.4 with 2 MB pages (T1
- * 4 KB ahead: 11.5 and 12.5; none: 11.5, 14.3), Q6_K 11.4 and 13.6 (T1 4 KB
- * ahead: 11.2, 12.8; none: 9.1, 10.7); a plain read of the same bytes runs
- * at 14.2 and 17.3. */
+/* Decode: software prefetch of the panel stream, into L1 this many bytes
+ * ahead and into L2 four times as far (Q6_K: twice both; it spends more
+ * time per byte unpacking). Chosen on llama-3.2-1b Q4_K_M generation, two
+ * threads, best of 4 runs on the shared development Xeon, packed copies in
+ * 4 KB / 2 MB pages: 29.2 / 33.4 tok/s; L2 only, 4 KB ahead: 28.2 / 30.9;
+ * L1 only, 1 KB ahead: 27.2 / 32.4; L1 only, 4 KB ahead: 23.7 / 28.2. */
 #ifndef PKK_PF
 #define PKK_PF 1024
 #endif
@@ -615,10 +614,12 @@ AI void ptile(const int T, const int NC, int64_t n, float *y, size_t ldy, const 
     const size_t pf = T == HR_TYPE_Q6_K ? 2 * PKK_PF : PKK_PF;
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *v = pan + (size_t)i * rec;
-        if (NC <= 2) { /* decode: a weight stream; fetch the lines just ahead into L1 */
+        if (NC <= 2) { /* decode: a weight stream; fetch ahead into L2, then L1 */
 #pragma GCC unroll 64
-            for (size_t o = 0; o < rec; o += 64)
+            for (size_t o = 0; o < rec; o += 64) {
                 _mm_prefetch((const char *)v + pf + o, _MM_HINT_T0);
+                _mm_prefetch((const char *)v + 4 * pf + o, _MM_HINT_T1);
+            }
         }
         __m512 dv, mv = _mm512_setzero_ps();
         __m512i sc[4], mn[2];

@@ -148,11 +148,12 @@ static void bf16_act(const float *src, void *dst, int64_t n)
 #define PF_EVERY 2 /* decode: prefetch every this many blocks, one tile ahead */
 #define CG 8       /* activation rows whose dot chains are interleaved (two per row) */
 #ifndef PK_PF
-/* decode on packed weights: prefetch distance in bytes. One thread on a
- * 400 MB matrix (2 MB pages / 4 KB pages): Q5_0 15.2 / 12.7 GB/s at 2048,
- * 14.4 / 12.7 at 4096; Q8_0 15.9 / 13.0 against 15.1 / 12.9; prefetching
- * the qh and d streams too gained nothing. */
-#define PK_PF 2048
+/* decode on packed weights: prefetch distance in bytes. 2048 streams a
+ * large matrix a little faster on one thread (Q8_0 with 2 MB pages: 15.9
+ * against 15.1 GB/s), but qwen2.5-0.5b Q4_K_M generation — panels of
+ * ~10 KB, two threads — ran 6% slower with it than with 4096 (47.3 against
+ * 50.2 tok/s); prefetching the qh and d streams too gained nothing. */
+#define PK_PF 4096
 #endif
 
 
