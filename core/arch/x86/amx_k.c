@@ -43,7 +43,7 @@
  * and puts the saved one back before returning.
  *
  * With few tokens (decode, small batches) the VNNI tile is used: unpacking
- * the scaled B costs about what 8 tokens of VNNI products do.
+ * the scaled B costs about what 6-8 tokens of VNNI products do.
  *
  * Throughput, one thread, L2-resident (CPU time, the development Xeon):
  * 32 rows × 128 tokens Q4_K ~1000 GOP/s, Q6_K ~1200, against ~390 / ~300 for
@@ -68,7 +68,10 @@
 
 #define TT 16       /* tokens per tile (rows of A and C) */
 #define AMXK_NC 128 /* tokens per call */
-#define AMXK_MIN 8  /* fewer tokens than this: the VNNI tile */
+/* Fewer tokens than this: the VNNI tile. Crossovers, one thread, L2:
+ * Q4_K 7-8 tokens (300 GOP/s either way at 7), Q6_K 5-6 (VNNI 204, AMX
+ * 229 at 6). */
+#define AMXK_MIN(T) ((T) == HR_TYPE_Q6_K ? 6 : 8)
 #define SBCH 1      /* super-blocks whose B is unpacked at a time (2 panels: 17 KB) */
 #define Q8K_SIZE 292
 
@@ -318,7 +321,7 @@ AI void epilogue(const int T, int32_t cb[][TT][16], const struct bsb *B, const f
 AI void amx_k(const int T, int64_t n, float *y, size_t ldy, const void *wp, int64_t row0, int nr,
               const void *vx, size_t xs, int nc)
 {
-    if (nc < AMXK_MIN) { /* the VNNI tile, a panel at a time */
+    if (nc < AMXK_MIN(T)) { /* the VNNI tile, a panel at a time */
         for (int p = 0; p * PKK_ROWS < nr; p++)
             vnni[T](n, y + p * PKK_ROWS, ldy, wp, row0 + p * PKK_ROWS,
                     nr - p * PKK_ROWS < PKK_ROWS ? nr - p * PKK_ROWS : PKK_ROWS, vx, xs, nc);
