@@ -4,12 +4,12 @@
  *
  * Build by hand against a configured build directory, e.g.:
  *   ninja -C build && gcc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -Icore \
- *     bench/kernels_k.c build/core/libhearth-core.a -lutf8proc -lm -lpthread \
- *     -o /tmp/kernels_k && /tmp/kernels_k [type ...]
+ *     bench/kernels_k.c build/core/libhearth-core.a -lutf8proc -ljansson -lm \
+ *     -lpthread -o /tmp/kernels_k && /tmp/kernels_k [type ...]
  * Types are llama.cpp's names (q4_K, q6_K, ...); default: all five K-quants.
  * HEARTH_BENCH_MB sets the streamed matrix size (default 512 MB).
  *
- * Three numbers per type and level, all on one thread:
+ * Per type and level, all on one thread:
  *  - stream: GB/s of weight bytes read by vec_dot over a matrix far larger
  *    than the caches, one activation row (decode: memory-bound);
  *  - gemm nc=1: the same matrix through gemm tiles of gemm_mr rows × 1 token
