@@ -37,10 +37,8 @@
  * The next item's products are issued before the current one's epilogue,
  * so the tile unit and the vector units work at the same time.
  *
- * Tile configuration. The configuration is per thread and shared with the
- * other AMX kernels (amx_legacy.c, which keeps its own loaded): a call
- * saves the current one (STTILECFG), loads this file's when it differs,
- * and puts the saved one back before returning.
+ * Tile configuration: cfg_k, loaded through amx_use (amx_common.h) only
+ * when the thread's loaded one is another kernel's.
  *
  * With few tokens (decode, small batches) the VNNI tile is used: unpacking
  * the scaled B costs about what 6-8 tokens of VNNI products do.
@@ -63,6 +61,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
+#include "amx_common.h"
 #include "k_common.h"
 #include "pack_k.h"
 
@@ -74,18 +73,6 @@
 #define AMXK_MIN(T) ((T) == HR_TYPE_Q6_K ? 6 : 8)
 #define SBCH 1      /* super-blocks whose B is unpacked at a time (2 panels: 17 KB) */
 #define Q8K_SIZE 292
-
-/* gcc's tile loads and ldtilecfg do not declare the memory they read:
- * stores to a buffer a tile load reads must be fenced for the compiler */
-#define MEMORY_BARRIER() __asm__ volatile("" ::: "memory")
-
-/* The 64-byte tile configuration (palette 1). */
-struct tilecfg {
-    uint8_t palette, start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-};
 
 /* tmm0..7 all 16 rows × 64 bytes */
 static const _Alignas(64) struct tilecfg cfg_k = {
@@ -344,11 +331,7 @@ AI void amx_k(const int T, int64_t n, float *y, size_t ldy, const void *wp, int6
     _Alignas(64) float accm[AMXK_NC][2][16];
     _Alignas(64) int32_t bp[SBCH][AMXK_NC][4]; /* each token's sub-block sums, in word pairs */
 
-    _Alignas(64) struct tilecfg saved;
-    _tile_storeconfig(&saved);
-    MEMORY_BARRIER();
-    const bool other = memcmp(&saved, &cfg_k, sizeof saved) != 0;
-    if (other) _tile_loadconfig(&cfg_k);
+    amx_use(&cfg_k);
 
     for (int64_t i0 = 0; i0 < nb; i0 += SBCH) {
         const int cnt = nb - i0 < SBCH ? (int)(nb - i0) : SBCH;
@@ -408,10 +391,6 @@ AI void amx_k(const int T, int64_t n, float *y, size_t ldy, const void *wp, int6
 #undef AMXK_AS
 #undef AMXK_PAIRS
 #undef AMXK_ISSUE
-    }
-    if (other && saved.palette) { /* the caller's configuration back */
-        MEMORY_BARRIER();
-        _tile_loadconfig(&saved);
     }
     for (int p = 0; p < np; p++) {
         const int rows = nr - p * PKK_ROWS < PKK_ROWS ? nr - p * PKK_ROWS : PKK_ROWS;

@@ -37,6 +37,7 @@
  * With few tokens (decode, small batches) the VNNI tile is used: it streams
  * the weights with prefetches and has no tile setup.
  */
+#include "amx_common.h"
 #include "pack_legacy.h"
 
 #include "../../quant_impl.h"
@@ -54,10 +55,6 @@
 #define BCH 32     /* blocks per chunk: unpacked B (16 KB) and scales on the stack */
 #define AMX_MIN 4  /* fewer tokens than this: the VNNI tile */
 
-/* gcc's tile-load and ldtilecfg asm do not declare the memory they read:
- * stores to a buffer a tile load reads must be fenced for the compiler */
-#define MEMORY_BARRIER() __asm__ volatile("" ::: "memory")
-
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
@@ -67,40 +64,17 @@ bool arch_amx_enable(void)
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }
 
-/* The 64-byte tile configuration (palette 1). */
-struct tilecfg {
-    uint8_t palette, start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
+_Thread_local const struct tilecfg *amx_loaded;
+
+/* tmm0..3: C (16 × 16 int32), tmm4/5: A (16 × 32 bytes), tmm6/7: B (8 × 64
+ * bytes); loaded through amx_use (amx_common.h). A tile of fewer than 16
+ * tokens reads its A from a zero-padded copy instead of loading a smaller
+ * configuration. */
+static const _Alignas(64) struct tilecfg cfg_legacy = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 32, 32, 64, 64},
+    .rows = {TT, TT, TT, TT, TT, TT, 8, 8},
 };
-
-/* tmm0/1: C (16 × 16 int32), tmm4/5: A (16 × 32 bytes), tmm6/7: B (8 × 64
- * bytes). Loaded once per thread and kept (ldtilecfg costs hundreds of
- * cycles and zeroes the tiles): the state is saved across context switches
- * like any register, and nothing else in the process uses the tiles. A tile
- * of fewer than 16 tokens reads its A from a zero-padded copy instead of
- * loading a smaller configuration. */
-static _Thread_local bool configured;
-
-static void configure(void)
-{
-    if (configured) return;
-    _Alignas(64) struct tilecfg cfg = {.palette = 1};
-    for (int t = 0; t < 4; t++) {
-        cfg.rows[t] = TT; /* C */
-        cfg.colsb[t] = 64;
-    }
-    for (int t = 0; t < 2; t++) {
-        cfg.rows[4 + t] = TT; /* A */
-        cfg.colsb[4 + t] = 32;
-        cfg.rows[6 + t] = 8; /* B */
-        cfg.colsb[6 + t] = 64;
-    }
-    MEMORY_BARRIER();
-    _tile_loadconfig(&cfg);
-    configured = true;
-}
 
 /* The VNNI tiles of the level below, for few tokens. */
 static quant_gemm_packed_fn vnni[HR_TYPE_COUNT];
@@ -205,7 +179,7 @@ X86_INLINE void amx_tiles(const enum qkind k, uint32_t type, int64_t n, float *y
     _Alignas(64) int32_t cb[4][TT][16];
     _Alignas(64) float accm[AMX_NC][16];
     memset(accm, 0, (size_t)ntile * TT * sizeof accm[0]);
-    configure();
+    amx_use(&cfg_legacy);
     for (int64_t b0 = 0; b0 < nb; b0 += BCH) {
         const int cnt = nb - b0 < BCH ? (int)(nb - b0) : BCH;
         for (int j = 0; j < cnt; j++) {
