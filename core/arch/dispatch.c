@@ -145,7 +145,7 @@ const struct quant_kernels *quant_kernels(uint32_t type)
 
 /* ---- vec.h primitives ------------------------------------------------------- */
 
-static float scalar_dot_f32(const float *a, const float *b, int64_t n)
+float vec_scalar_dot_f32(const float *a, const float *b, int64_t n)
 {
     int64_t np = n & ~(int64_t)63;
     double sum = 0.0;
@@ -187,7 +187,7 @@ static void scalar_mad_f16(float *y, const uint16_t *x, float v, int64_t n)
 }
 
 static struct vec_kernels vec_tables[HR_ISA_COUNT] = {
-    [HR_ISA_SCALAR] = {scalar_dot_f32, scalar_mad_f32, scalar_scale_f32, scalar_mad_f16},
+    [HR_ISA_SCALAR] = {vec_scalar_dot_f32, scalar_mad_f32, scalar_scale_f32, scalar_mad_f16},
 #if defined(__x86_64__) && defined(HEARTH_ARCH_X86)
     [HR_ISA_AVX2] = {arch_avx2_dot_f32, arch_avx2_mad_f32, arch_avx2_scale_f32,
                      arch_avx2_mad_f16},

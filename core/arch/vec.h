@@ -107,6 +107,9 @@ struct vec_kernels {
  * scalar one where the level has none. */
 void vec_ops_init(struct vec_kernels *k, int isa);
 
+/* The scalar dot_f32 (dispatch.c), also the scalar attention tile's q·k. */
+float vec_scalar_dot_f32(const float *a, const float *b, int64_t n);
+
 /* For the active ISA (see hr_isa_active). Borrowed, static. */
 const struct vec_kernels *vec_kernels(void);
 /* For a given ISA level (<= hr_isa_detect()), for tests; NULL otherwise. */

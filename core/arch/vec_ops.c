@@ -60,31 +60,6 @@ static void scalar_f32_to_f16(uint16_t *y, const float *x, int64_t n)
         y[i] = quant_f32_to_f16(x[i]);
 }
 
-/* q·k in the order of vec.h dot_f32 (the reference's ggml_vec_dot_f32 on
- * an AVX-512 build; dispatch.c's scalar_dot_f32 is the same code). */
-static float dot_ggml(const float *a, const float *b, int64_t n)
-{
-    int64_t np = n & ~(int64_t)63;
-    double sum = 0.0;
-    if (np) {
-        float acc[4][16] = {{0}};
-        for (int64_t i = 0; i < np; i += 64)
-            for (int j = 0; j < 4; j++)
-                for (int l = 0; l < 16; l++)
-                    acc[j][l] = fmaf(a[i + 16 * j + l], b[i + 16 * j + l], acc[j][l]);
-        float v[16];
-        for (int l = 0; l < 16; l++)
-            v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
-        for (int w = 8; w >= 1; w /= 2)
-            for (int l = 0; l < w; l++)
-                v[l] = v[l] + v[l + w];
-        sum = v[0];
-    }
-    for (int64_t i = np; i < n; i++)
-        sum += (double)(a[i] * b[i]);
-    return (float)sum;
-}
-
 /* The reference tile: lane by lane, key by key (vec.h states the
  * recurrence); an f16 block of keys is converted into scratch once. */
 static void scalar_attn_tile(const struct vec_attn *a)
@@ -123,7 +98,7 @@ static void scalar_attn_tile(const struct vec_attn *a)
             float *o = a->o[l];
             for (int32_t j = b0; j < je; j++) {
                 const float *k = kr[j - b0], *v = vr[j - b0];
-                float s = dot_ggml(a->q[l], k, hd) * a->scale;
+                float s = vec_scalar_dot_f32(a->q[l], k, hd) * a->scale;
                 float m_old = m_run[l], r = 1.0f, w = 1.0f;
                 if (s > m_old) {
                     m_run[l] = s;
