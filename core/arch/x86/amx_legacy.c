@@ -178,7 +178,6 @@ X86_INLINE void amx_tiles(const enum qkind k, uint32_t type, int64_t n, float *y
     _Alignas(64) float dab[AMX_NC / TT][BCH][16]; /* d_a when xd is NULL */
     _Alignas(64) int32_t cb[4][TT][16];
     _Alignas(64) float accm[AMX_NC][16];
-    memset(accm, 0, (size_t)ntile * TT * sizeof accm[0]);
     amx_use(&cfg_legacy);
     for (int64_t b0 = 0; b0 < nb; b0 += BCH) {
         const int cnt = nb - b0 < BCH ? (int)(nb - b0) : BCH;
@@ -226,7 +225,7 @@ X86_INLINE void amx_tiles(const enum qkind k, uint32_t type, int64_t n, float *y
             __m512 acc[TT];
 #pragma GCC unroll 16
             for (int r = 0; r < TT; r++)
-                acc[r] = _mm512_load_ps(accm[t * TT + r]);
+                acc[r] = b0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(accm[t * TT + r]);
             /* two blocks in flight: C tmm0/1, A tmm4/5, B tmm6/7 */
 #define AMX_DP(c, a, b, jj)                                                                        \
     do {                                                                                           \
